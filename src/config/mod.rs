@@ -1,0 +1,161 @@
+//! The declaration: parsing, validation, and the errors that name the JSON
+//! path of every problem.
+
+pub mod duration;
+pub mod nginx;
+mod types;
+mod validate;
+
+pub use duration::HumanDuration;
+pub use types::*;
+pub use validate::{Problems, validate};
+
+use std::fmt;
+use std::path::Path;
+
+/// Declarations are small; anything bigger is a mistake or an attack, and
+/// refusing it early keeps a 10 MB string out of every later step.
+pub const MAX_DECLARATION_BYTES: usize = 1 << 20;
+
+/// One thing wrong with a declaration, at one JSON path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted JSON path, e.g. `instances.web.virtualRouterId`; `.` for the
+    /// document itself.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: the file is {size} bytes; a declaration may be at most {MAX_DECLARATION_BYTES}"
+    )]
+    TooLarge { path: String, size: usize },
+    #[error("{}", .problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid { problems: Vec<Problem> },
+}
+
+impl LoadError {
+    /// Every problem as its own line, for `check-config` and the logs.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            LoadError::Invalid { problems } => problems.iter().map(|p| p.to_string()).collect(),
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+/// Reads, parses and validates a declaration file. Nothing is returned
+/// unless the whole declaration is valid.
+pub fn load(path: &Path) -> Result<Declaration, LoadError> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    if bytes.len() > MAX_DECLARATION_BYTES {
+        return Err(LoadError::TooLarge {
+            path: shown,
+            size: bytes.len(),
+        });
+    }
+    parse(&bytes)
+}
+
+/// Parses and validates a declaration from bytes.
+pub fn parse(bytes: &[u8]) -> Result<Declaration, LoadError> {
+    if bytes.len() > MAX_DECLARATION_BYTES {
+        return Err(LoadError::TooLarge {
+            path: "<input>".into(),
+            size: bytes.len(),
+        });
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let decl: Declaration = match serde_path_to_error::deserialize(&mut de) {
+        Ok(d) => d,
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let message = if inner.is_syntax() || inner.is_eof() {
+                format!("not valid JSON: {inner}")
+            } else {
+                strip_position(&inner.to_string())
+            };
+            return Err(LoadError::Invalid {
+                problems: vec![Problem { path, message }],
+            });
+        }
+    };
+    if let Err(e) = de.end() {
+        return Err(LoadError::Invalid {
+            problems: vec![Problem {
+                path: ".".into(),
+                message: format!("not valid JSON: {e}"),
+            }],
+        });
+    }
+    let problems = validate(&decl);
+    if problems.is_empty() {
+        Ok(decl)
+    } else {
+        Err(LoadError::Invalid { problems })
+    }
+}
+
+/// serde_json appends " at line L column C" to data errors; the JSON path
+/// already says where, and the position of a value is less useful to a
+/// reader than its name.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+/// A one-line summary for `check-config`.
+pub fn summary(d: &Declaration) -> String {
+    let insts: Vec<String> = d
+        .instances
+        .iter()
+        .map(|(n, i)| {
+            format!(
+                "{n} (VRRPv{} vrid {} on {}, {} VIP{}, {})",
+                i.version,
+                i.virtual_router_id,
+                i.interface,
+                i.virtual_ips.len(),
+                if i.virtual_ips.len() == 1 { "" } else { "s" },
+                if i.unicast_peers.is_empty() {
+                    "multicast"
+                } else {
+                    "unicast"
+                }
+            )
+        })
+        .collect();
+    let sites = d.nginx.as_ref().map_or(0, |n| n.sites.len());
+    format!(
+        "node {} priority {}; {} instance{}: {}; {} extra check{}; {} nginx site{}",
+        d.node.name,
+        d.node.priority,
+        d.instances.len(),
+        if d.instances.len() == 1 { "" } else { "s" },
+        insts.join(", "),
+        d.checks.extra.len(),
+        if d.checks.extra.len() == 1 { "" } else { "s" },
+        sites,
+        if sites == 1 { "" } else { "s" },
+    )
+}

@@ -1,0 +1,521 @@
+//! Semantic checks on a parsed declaration. Each rule reports the JSON path
+//! it concerns; all problems are collected so one run of `check-config`
+//! shows everything that needs fixing.
+
+use super::{Declaration, ExtraCheck, ExtraCheckType, Instance, Problem};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// Collects problems under a JSON path prefix.
+#[derive(Default, Debug)]
+pub struct Problems {
+    list: Vec<Problem>,
+}
+
+impl Problems {
+    pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.list.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+    pub fn into_vec(self) -> Vec<Problem> {
+        self.list
+    }
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
+/// Names that end up in file names, log fields and nginx identifiers.
+pub fn is_safe_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Linux interface names: at most 15 bytes, no '/', no whitespace, not
+/// `.` or `..`.
+pub fn is_valid_ifname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
+}
+
+/// An absolute path without `..` components or control characters, so a
+/// generated declaration cannot point the daemon somewhere unexpected.
+pub fn check_abs_path(p: &mut Problems, path: &str, value: &Path) {
+    let Some(s) = value.to_str() else {
+        p.push(path, "is not valid UTF-8");
+        return;
+    };
+    if !s.starts_with('/') {
+        p.push(path, format!("\"{s}\" must be an absolute path"));
+    } else if s.split('/').any(|c| c == "..") {
+        p.push(path, format!("\"{s}\" must not contain \"..\""));
+    } else if s.chars().any(|c| c.is_control()) {
+        p.push(path, "must not contain control characters");
+    } else if s.len() > 4096 {
+        p.push(path, "is longer than 4096 bytes");
+    }
+}
+
+pub fn validate(d: &Declaration) -> Vec<Problem> {
+    let mut p = Problems::default();
+    if !is_safe_name(&d.node.name) {
+        p.push(
+            "node.name",
+            format!(
+                "\"{}\" must be 1-64 characters of letters, digits, '-' and '_'",
+                truncate(&d.node.name)
+            ),
+        );
+    }
+    if !(1..=254).contains(&d.node.priority) {
+        p.push(
+            "node.priority",
+            format!("{} is out of 1..=254", d.node.priority),
+        );
+    }
+    if d.instances.is_empty() {
+        p.push("instances", "at least one VRRP instance is needed");
+    }
+    let check_names: Vec<String> = std::iter::once("nginx".to_string())
+        .chain(d.checks.extra.keys().cloned())
+        .collect();
+    for (name, inst) in &d.instances {
+        validate_instance(&mut p, d, name, inst, &check_names);
+    }
+    check_duplicate_vrids(&mut p, d);
+    validate_checks(&mut p, d);
+    validate_notify(&mut p, d);
+    if let Some(nginx) = &d.nginx {
+        super::nginx::validate(&mut p, nginx);
+    }
+    p.into_vec()
+}
+
+fn truncate(s: &str) -> String {
+    if s.chars().count() > 40 {
+        format!("{}…", s.chars().take(40).collect::<String>())
+    } else {
+        s.to_string()
+    }
+}
+
+fn family(a: &IpAddr) -> &'static str {
+    if a.is_ipv4() { "IPv4" } else { "IPv6" }
+}
+
+fn validate_instance(
+    p: &mut Problems,
+    d: &Declaration,
+    name: &str,
+    inst: &Instance,
+    check_names: &[String],
+) {
+    let at = format!("instances.{name}");
+    if !is_safe_name(name) {
+        p.push(
+            &at,
+            "instance names must be 1-64 characters of letters, digits, '-' and '_'",
+        );
+    }
+    if !is_valid_ifname(&inst.interface) {
+        p.push(
+            format!("{at}.interface"),
+            format!(
+                "\"{}\" is not a valid interface name",
+                truncate(&inst.interface)
+            ),
+        );
+    }
+    if !(1..=255).contains(&inst.virtual_router_id) {
+        p.push(
+            format!("{at}.virtualRouterId"),
+            format!("{} is out of 1..=255", inst.virtual_router_id),
+        );
+    }
+    let version_ok = matches!(inst.version, 2 | 3);
+    if !version_ok {
+        p.push(
+            format!("{at}.version"),
+            format!("{} is not a VRRP version (2 or 3)", inst.version),
+        );
+    }
+
+    let prio = inst.priority.unwrap_or(d.node.priority);
+    let prio_path = if inst.priority.is_some() {
+        format!("{at}.priority")
+    } else {
+        "node.priority".to_string()
+    };
+    if inst.address_owner {
+        if prio != 255 && inst.priority.is_some() {
+            p.push(
+                &prio_path,
+                format!(
+                    "{prio}: an address owner always has priority 255 (RFC 5798 §5.2.4); drop the override"
+                ),
+            );
+        }
+    } else if prio == 255 {
+        p.push(
+            &prio_path,
+            "255 is reserved for the address owner; set addressOwner: true or use 1..=254",
+        );
+    } else if inst.priority.is_some() && !(1..=254).contains(&prio) {
+        p.push(&prio_path, format!("{prio} is out of 1..=254"));
+    }
+
+    // Virtual addresses: present, one family, no duplicates.
+    if inst.virtual_ips.is_empty() {
+        p.push(
+            format!("{at}.virtualIps"),
+            "at least one virtual IP is needed",
+        );
+    }
+    let fam = inst.virtual_ips.first().map(|v| v.addr.is_ipv4());
+    for (i, vip) in inst.virtual_ips.iter().enumerate() {
+        let vp = format!("{at}.virtualIps.{i}");
+        if Some(vip.addr.is_ipv4()) != fam {
+            p.push(
+                &vp,
+                format!(
+                    "{vip} is {} but the first virtual IP is {}; one instance carries one family (use a second instance)",
+                    family(&vip.addr),
+                    if fam == Some(true) { "IPv4" } else { "IPv6" }
+                ),
+            );
+        }
+        if vip.addr.is_unspecified() || vip.addr.is_multicast() || vip.addr.is_loopback() {
+            p.push(&vp, format!("{vip} cannot be a virtual IP"));
+        }
+        if inst.virtual_ips[..i].iter().any(|o| o.addr == vip.addr) {
+            p.push(&vp, format!("{} is listed twice", vip.addr));
+        }
+    }
+    let v4 = fam.unwrap_or(true);
+    if inst.version == 2 && !v4 {
+        p.push(
+            format!("{at}.version"),
+            "VRRPv2 (RFC 3768) is IPv4 only; use version 3 for IPv6",
+        );
+    }
+
+    // Advertisement interval: the wire field differs per version.
+    let ai = inst.advert_interval.as_duration();
+    let ai_path = format!("{at}.advertInterval");
+    match inst.version {
+        2 => {
+            if ai.subsec_nanos() != 0 || ai.is_zero() || ai > Duration::from_secs(255) {
+                p.push(
+                    &ai_path,
+                    format!(
+                        "{}: VRRPv2 carries whole seconds 1..=255 (RFC 3768 §5.3.7); use version 3 for sub-second adverts",
+                        inst.advert_interval
+                    ),
+                );
+            }
+        }
+        3 => {
+            if ai.as_micros() % 10_000 != 0 || ai.is_zero() || ai > Duration::from_millis(40_950) {
+                p.push(
+                    &ai_path,
+                    format!(
+                        "{}: VRRPv3 carries centiseconds 1..=4095 (RFC 5798 §5.2.7): use a multiple of 10ms up to 40.95s",
+                        inst.advert_interval
+                    ),
+                );
+            }
+        }
+        _ => {}
+    }
+    if inst.preempt_delay.as_duration() > Duration::from_secs(3600) {
+        p.push(format!("{at}.preemptDelay"), "is more than 1h");
+    }
+
+    // Unicast.
+    if let Some(src) = &inst.unicast_source {
+        if src.is_ipv4() != v4 {
+            p.push(
+                format!("{at}.unicastSource"),
+                format!(
+                    "{src} is {} but the virtual IPs are {}",
+                    family(src),
+                    if v4 { "IPv4" } else { "IPv6" }
+                ),
+            );
+        }
+        if inst.unicast_peers.is_empty() {
+            p.push(
+                format!("{at}.unicastSource"),
+                "is set but unicastPeers is empty; list the peers (or drop unicastSource for multicast)",
+            );
+        }
+    }
+    for (i, peer) in inst.unicast_peers.iter().enumerate() {
+        let pp = format!("{at}.unicastPeers.{i}");
+        if peer.is_ipv4() != v4 {
+            p.push(
+                &pp,
+                format!(
+                    "{peer} is {} but the virtual IPs are {}",
+                    family(peer),
+                    if v4 { "IPv4" } else { "IPv6" }
+                ),
+            );
+        }
+        if peer.is_unspecified() || peer.is_multicast() {
+            p.push(&pp, format!("{peer} cannot be a unicast peer"));
+        }
+        if inst.unicast_peers[..i].contains(peer) {
+            p.push(&pp, format!("{peer} is listed twice"));
+        }
+        if inst.virtual_ips.iter().any(|v| v.addr == *peer) {
+            p.push(
+                &pp,
+                format!("{peer} is a virtual IP; peers are the nodes' own addresses"),
+            );
+        }
+    }
+
+    // Authentication (RFC 3768 §5.3.6; removed in RFC 5798).
+    if let Some(pw) = &inst.auth_password_file {
+        if inst.version == 3 {
+            p.push(
+                format!("{at}.authPasswordFile"),
+                "VRRPv3 has no authentication (RFC 5798 §9); remove it or use version 2",
+            );
+        }
+        check_abs_path(p, &format!("{at}.authPasswordFile"), pw);
+    }
+    if inst.v3_checksum_as_v2 && (inst.version != 3 || !v4) {
+        p.push(
+            format!("{at}.v3ChecksumAsV2"),
+            "only applies to VRRPv3 over IPv4",
+        );
+    }
+
+    if inst.announce.count > 100 {
+        p.push(
+            format!("{at}.announce.count"),
+            format!("{} is more than 100", inst.announce.count),
+        );
+    }
+    if inst.announce.delay.as_duration() > Duration::from_secs(10) {
+        p.push(format!("{at}.announce.delay"), "is more than 10s");
+    }
+
+    if let Some(track) = &inst.track_checks {
+        for (i, c) in track.iter().enumerate() {
+            if !check_names.contains(c) {
+                p.push(
+                    format!("{at}.trackChecks.{i}"),
+                    format!(
+                        "\"{}\" is not a check (known: {})",
+                        truncate(c),
+                        check_names.join(", ")
+                    ),
+                );
+            } else if c == "nginx" && !d.checks.nginx.enable {
+                p.push(
+                    format!("{at}.trackChecks.{i}"),
+                    "tracks the nginx check, but checks.nginx.enable is false",
+                );
+            }
+        }
+    }
+}
+
+/// RFC 5798 §7.3: a VRID identifies one virtual router per LAN and family;
+/// two instances on one interface with the same VRID and family would each
+/// take the other's adverts as their own.
+fn check_duplicate_vrids(p: &mut Problems, d: &Declaration) {
+    let mut seen: BTreeMap<(String, u64, bool), &str> = BTreeMap::new();
+    for (name, inst) in &d.instances {
+        let v4 = inst.virtual_ips.first().map(|v| v.addr.is_ipv4());
+        let Some(v4) = v4 else { continue };
+        let key = (inst.interface.clone(), inst.virtual_router_id, v4);
+        if let Some(other) = seen.get(&key) {
+            p.push(
+                format!("instances.{name}.virtualRouterId"),
+                format!(
+                    "{} is already used by instance \"{other}\" on {} for {}",
+                    inst.virtual_router_id,
+                    inst.interface,
+                    if v4 { "IPv4" } else { "IPv6" }
+                ),
+            );
+        } else {
+            seen.insert(key, name);
+        }
+    }
+}
+
+fn check_timing(
+    p: &mut Problems,
+    at: &str,
+    interval: Duration,
+    timeout: Duration,
+    rise: u64,
+    fall: u64,
+    weight: i64,
+) {
+    if interval < Duration::from_millis(10) || interval > Duration::from_secs(3600) {
+        p.push(format!("{at}.interval"), "must be between 10ms and 1h");
+    }
+    if timeout.is_zero() || timeout > interval {
+        p.push(
+            format!("{at}.timeout"),
+            "must be more than 0 and at most the interval",
+        );
+    }
+    if !(1..=100).contains(&rise) {
+        p.push(format!("{at}.rise"), format!("{rise} is out of 1..=100"));
+    }
+    if !(1..=100).contains(&fall) {
+        p.push(format!("{at}.fall"), format!("{fall} is out of 1..=100"));
+    }
+    if !(-254..=254).contains(&weight) {
+        p.push(
+            format!("{at}.weight"),
+            format!("{weight} is out of -254..=254"),
+        );
+    }
+}
+
+fn validate_checks(p: &mut Problems, d: &Declaration) {
+    let n = &d.checks.nginx;
+    if n.enable {
+        check_abs_path(p, "checks.nginx.pidFile", &n.pid_file);
+        if let Err(e) = crate::health::url::HttpUrl::parse(&n.status_url) {
+            p.push("checks.nginx.statusUrl", e);
+        }
+        check_timing(
+            p,
+            "checks.nginx",
+            n.interval.as_duration(),
+            n.timeout.as_duration(),
+            n.rise,
+            n.fall,
+            n.weight,
+        );
+    }
+    for (name, c) in &d.checks.extra {
+        let at = format!("checks.extra.{name}");
+        if !is_safe_name(name) || name == "nginx" {
+            p.push(
+                &at,
+                "check names must be 1-64 characters of letters, digits, '-' and '_', and not \"nginx\"",
+            );
+        }
+        validate_extra(p, &at, c);
+    }
+}
+
+fn validate_extra(p: &mut Problems, at: &str, c: &ExtraCheck) {
+    check_timing(
+        p,
+        at,
+        c.interval.as_duration(),
+        c.timeout.as_duration(),
+        c.rise,
+        c.fall,
+        c.weight,
+    );
+    let misplaced = |p: &mut Problems, field: &str, set: bool| {
+        if set {
+            p.push(
+                format!("{at}.{field}"),
+                format!("does not apply to a {:?} check", c.kind).to_lowercase(),
+            );
+        }
+    };
+    match c.kind {
+        ExtraCheckType::Http => {
+            match &c.url {
+                None => p.push(format!("{at}.url"), "is required for an http check"),
+                Some(u) => {
+                    if let Err(e) = crate::health::url::HttpUrl::parse(u) {
+                        p.push(format!("{at}.url"), e);
+                    }
+                }
+            }
+            if let Some(s) = c.expect_status
+                && !(100..=599).contains(&s)
+            {
+                p.push(
+                    format!("{at}.expectStatus"),
+                    format!("{s} is not an HTTP status"),
+                );
+            }
+            misplaced(p, "address", c.address.is_some());
+            misplaced(p, "command", c.command.is_some());
+        }
+        ExtraCheckType::Tcp => {
+            match &c.address {
+                None => p.push(format!("{at}.address"), "is required for a tcp check"),
+                Some(a) => {
+                    if a.parse::<std::net::SocketAddr>().is_err() {
+                        p.push(
+                            format!("{at}.address"),
+                            format!(
+                                "\"{}\" is not ADDRESS:PORT (e.g. 127.0.0.1:443 or [::1]:443)",
+                                truncate(a)
+                            ),
+                        );
+                    }
+                }
+            }
+            misplaced(p, "url", c.url.is_some());
+            misplaced(p, "expectStatus", c.expect_status.is_some());
+            misplaced(p, "command", c.command.is_some());
+        }
+        ExtraCheckType::Exec => {
+            match &c.command {
+                None => p.push(format!("{at}.command"), "is required for an exec check"),
+                Some(argv) => check_argv(p, &format!("{at}.command"), argv),
+            }
+            misplaced(p, "url", c.url.is_some());
+            misplaced(p, "expectStatus", c.expect_status.is_some());
+            misplaced(p, "address", c.address.is_some());
+        }
+    }
+}
+
+fn check_argv(p: &mut Problems, at: &str, argv: &[String]) {
+    match argv.first() {
+        None => p.push(at, "must name a program"),
+        Some(prog) => check_abs_path(p, &format!("{at}.0"), Path::new(prog)),
+    }
+    for (i, a) in argv.iter().enumerate() {
+        if a.contains('\0') {
+            p.push(format!("{at}.{i}"), "must not contain a NUL byte");
+        }
+    }
+}
+
+fn validate_notify(p: &mut Problems, d: &Declaration) {
+    let n = &d.notify;
+    for (event, cmds) in [
+        ("master", &n.master),
+        ("backup", &n.backup),
+        ("fault", &n.fault),
+        ("stop", &n.stop),
+    ] {
+        for (i, argv) in cmds.iter().enumerate() {
+            check_argv(p, &format!("notify.{event}.{i}"), argv);
+        }
+    }
+    let t = n.timeout.as_duration();
+    if t.is_zero() || t > Duration::from_secs(600) {
+        p.push("notify.timeout", "must be more than 0 and at most 10m");
+    }
+}

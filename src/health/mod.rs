@@ -1,0 +1,3 @@
+//! Health checks of nginx and friends.
+
+pub mod url;

@@ -1,0 +1,9 @@
+//! nginx-ha: VRRP (v2/v3, IPv4/IPv6) with built-in nginx health checks.
+//!
+//! `vrrp` is the protocol core: packet codec and the RFC state machine,
+//! with no I/O and no clock. Everything that touches the system lives
+//! outside it.
+
+pub mod config;
+pub mod health;
+pub mod vrrp;
