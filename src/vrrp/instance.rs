@@ -1,0 +1,577 @@
+//! One virtual router's state machine: RFC 5798 §6 (VRRPv3) and RFC 3768 §6
+//! (VRRPv2), plus a FAULT state driven from outside (health checks, link).
+//!
+//! The machine is pure: it is fed `(now, input)` and returns actions. It
+//! never reads a clock; `deadline()` says when it wants `Input::Timer`.
+//! Spurious or late timer calls are harmless: deadlines are re-checked.
+//!
+//! Times are microseconds (as `Duration`) rather than the RFC's
+//! centiseconds, so Skew_Time is never truncated (at 1 s adverts and
+//! priority 100 it is 609.375 ms, not 600 ms or, in integer seconds, 0).
+
+use super::packet::{Advert, Auth, ChecksumStyle, Version};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Monotonic time since an arbitrary origin chosen by the caller.
+pub type Time = Duration;
+
+/// The owner of the virtual addresses advertises this priority
+/// (RFC 5798 §5.2.4).
+pub const OWNER_PRIORITY: u8 = 255;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub version: Version,
+    pub vrid: u8,
+    /// Configured priority, 1..=255 (255 = address owner).
+    pub priority: u8,
+    /// Advertisement_Interval in centiseconds (v2: a multiple of 100).
+    pub advert_interval_cs: u16,
+    pub preempt: bool,
+    /// How long a node that became eligible (start-up, end of FAULT) waits
+    /// before preempting a lower-priority master. Not in the RFC; the
+    /// holdoff keeps a flapping node from pulling the VIP back and forth.
+    pub preempt_delay: Duration,
+    /// This node's primary address on the interface: the advert source
+    /// and the tie-breaker (RFC 5798 §6.4.3).
+    pub primary_addr: IpAddr,
+    pub vips: Vec<IpAddr>,
+    /// v2 only: expected and sent authentication.
+    pub auth: Auth,
+    /// Accept v3 IPv4 adverts checksummed without the pseudo-header
+    /// (keepalived's `v3_checksum_as_v2`) and send them that way.
+    pub v3_checksum_as_v2: bool,
+    /// Departure from RFC 5798 §6.4.2: on a priority-0 advert, take over at
+    /// once instead of after Skew_Time. Safe only when this node is the
+    /// only possible successor (a unicast pair); the caller decides.
+    pub fast_takeover: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum State {
+    Initialize,
+    Backup,
+    Master,
+    /// Not in the RFC: the node cannot serve (health check at weight 0,
+    /// link down, maintenance). It neither advertises nor takes over.
+    Fault,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Initialize => "INIT",
+            State::Backup => "BACKUP",
+            State::Master => "MASTER",
+            State::Fault => "FAULT",
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// RFC 5798 §6.4.1 Startup event.
+    Startup,
+    /// RFC 5798 §6.4.1/6.4.2/6.4.3 Shutdown event.
+    Shutdown,
+    /// A timer may have expired.
+    Timer,
+    /// A decoded advert for this VRID from `src`.
+    Advert {
+        src: IpAddr,
+        advert: Advert,
+        checksum: ChecksumStyle,
+    },
+    /// The effective priority changed (checks with non-zero weight).
+    /// Ignored for an address owner, whose priority is fixed at 255.
+    Priority(u8),
+    /// Something outside says this node cannot serve.
+    Fault(String),
+    /// The fault is over; start again as after Startup.
+    Recover,
+}
+
+/// Why a transition happened, for logs and `status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reason {
+    Startup,
+    AddressOwner,
+    /// Master_Down_Timer fired: no advert for Master_Down_Interval, or only
+    /// lower-priority ones while preempting.
+    MasterDown,
+    /// The master resigned (priority 0) and Skew_Time passed.
+    MasterResigned,
+    /// Took over at once on a priority-0 advert (fast_takeover).
+    FastTakeover,
+    HigherPriority {
+        src: IpAddr,
+        priority: u8,
+    },
+    Shutdown,
+    Fault(String),
+    Recovered,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Startup => f.write_str("start-up"),
+            Reason::AddressOwner => f.write_str("address owner (priority 255)"),
+            Reason::MasterDown => f.write_str("master down interval expired"),
+            Reason::MasterResigned => f.write_str("master resigned (priority 0), skew time passed"),
+            Reason::FastTakeover => f.write_str("master resigned (priority 0), fast takeover"),
+            Reason::HigherPriority { src, priority } => {
+                write!(f, "advert from {src} with priority {priority}")
+            }
+            Reason::Shutdown => f.write_str("shutdown"),
+            Reason::Fault(why) => write!(f, "fault: {why}"),
+            Reason::Recovered => f.write_str("fault cleared"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    SendAdvert {
+        priority: u8,
+    },
+    AddVips,
+    RemoveVips,
+    /// Gratuitous ARP / unsolicited NA for the VIPs.
+    Announce,
+    Transition {
+        from: State,
+        to: State,
+        reason: Reason,
+    },
+}
+
+/// Why a received advert was ignored (counter names are stable).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DropReason {
+    VersionMismatch,
+    AuthMismatch,
+    /// RFC 3768 §7.1: v2 adverts must carry our interval.
+    IntervalMismatch,
+    /// RFC 5798 §7.1: the address owner drops every advert for its VRID.
+    WeAreOwner,
+    ChecksumStyle,
+    OwnAdvert,
+    NotRunning,
+}
+
+impl DropReason {
+    pub fn counter(self) -> &'static str {
+        match self {
+            DropReason::VersionMismatch => "version_mismatch",
+            DropReason::AuthMismatch => "auth_mismatch",
+            DropReason::IntervalMismatch => "interval_mismatch",
+            DropReason::WeAreOwner => "we_are_owner",
+            DropReason::ChecksumStyle => "checksum_style",
+            DropReason::OwnAdvert => "own_advert",
+            DropReason::NotRunning => "not_running",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub adverts_sent: u64,
+    pub adverts_received: u64,
+    pub priority_zero_sent: u64,
+    pub priority_zero_received: u64,
+    /// Received with VIPs different from ours (RFC 5798 §7.1: log, continue).
+    pub address_mismatch: u64,
+    pub dropped: BTreeMap<&'static str, u64>,
+}
+
+pub struct Instance {
+    cfg: Config,
+    state: State,
+    /// Effective priority (configured + check weights), 1..=254 or 255.
+    priority: u8,
+    /// Master_Adver_Interval (v3: learned from the master's adverts).
+    master_adver_interval_cs: u16,
+    adver_timer: Option<Time>,
+    master_down_timer: Option<Time>,
+    /// Until when a lower-priority master is still accepted (preempt delay).
+    holdoff_until: Option<Time>,
+    fault: Option<String>,
+    started: bool,
+    /// The Master_Down_Timer was set to Skew_Time by a priority-0 advert.
+    resigned_master_seen: bool,
+    master_addr: Option<IpAddr>,
+    last: Option<(Time, Reason)>,
+    counters: Counters,
+}
+
+impl Instance {
+    pub fn new(cfg: Config) -> Instance {
+        let priority = cfg.priority;
+        let mai = cfg.advert_interval_cs;
+        Instance {
+            cfg,
+            state: State::Initialize,
+            priority,
+            master_adver_interval_cs: mai,
+            adver_timer: None,
+            master_down_timer: None,
+            holdoff_until: None,
+            fault: None,
+            started: false,
+            resigned_master_seen: false,
+            master_addr: None,
+            last: None,
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+    pub fn state(&self) -> State {
+        self.state
+    }
+    pub fn priority(&self) -> u8 {
+        self.priority
+    }
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+    /// The master's address as last seen (ours when we are master).
+    pub fn master_addr(&self) -> Option<IpAddr> {
+        self.master_addr
+    }
+    pub fn last_transition(&self) -> Option<&(Time, Reason)> {
+        self.last.as_ref()
+    }
+    pub fn master_adver_interval(&self) -> Duration {
+        cs(self.master_adver_interval_cs)
+    }
+
+    /// Skew_Time: RFC 5798 §6.1 `((256 - Priority) * Master_Adver_Interval)
+    /// / 256`; RFC 3768 §6.1 `(256 - Priority) / 256` seconds.
+    pub fn skew_time(&self) -> Duration {
+        let p = 256 - u64::from(self.priority);
+        match self.cfg.version {
+            Version::V3 => {
+                Duration::from_micros(p * u64::from(self.master_adver_interval_cs) * 10_000 / 256)
+            }
+            Version::V2 => Duration::from_micros(p * 1_000_000 / 256),
+        }
+    }
+
+    /// Master_Down_Interval: `3 * Master_Adver_Interval + Skew_Time`
+    /// (RFC 5798 §6.1; RFC 3768 uses Advertisement_Interval, which for v2
+    /// is the same value since v2 adverts must carry ours).
+    pub fn master_down_interval(&self) -> Duration {
+        3 * cs(self.master_adver_interval_cs) + self.skew_time()
+    }
+
+    /// When `Input::Timer` is next due, if ever.
+    pub fn deadline(&self) -> Option<Time> {
+        match self.state {
+            State::Master => self.adver_timer,
+            State::Backup => self.master_down_timer,
+            State::Initialize | State::Fault => None,
+        }
+    }
+
+    pub fn handle(&mut self, now: Time, input: Input) -> Vec<Action> {
+        let mut out = Vec::new();
+        match input {
+            Input::Startup => {
+                if !self.started {
+                    self.started = true;
+                    match self.fault.clone() {
+                        None => self.start(now, Reason::Startup, &mut out),
+                        Some(why) => {
+                            self.transition(now, State::Fault, Reason::Fault(why), &mut out)
+                        }
+                    }
+                }
+            }
+            Input::Shutdown => self.shutdown(now, &mut out),
+            Input::Timer => self.timer(now, &mut out),
+            Input::Advert {
+                src,
+                advert,
+                checksum,
+            } => self.receive(now, src, advert, checksum, &mut out),
+            Input::Priority(p) => self.set_priority(p),
+            Input::Fault(why) => self.enter_fault(now, why, &mut out),
+            Input::Recover => {
+                if self.fault.take().is_some() && self.started && self.state == State::Fault {
+                    self.transition(now, State::Initialize, Reason::Recovered, &mut out);
+                    self.start(now, Reason::Recovered, &mut out);
+                }
+            }
+        }
+        out
+    }
+
+    fn transition(&mut self, now: Time, to: State, reason: Reason, out: &mut Vec<Action>) {
+        let from = self.state;
+        if from == to {
+            return;
+        }
+        self.state = to;
+        self.last = Some((now, reason.clone()));
+        out.push(Action::Transition { from, to, reason });
+    }
+
+    fn send(&mut self, priority: u8, out: &mut Vec<Action>) {
+        self.counters.adverts_sent += 1;
+        if priority == 0 {
+            self.counters.priority_zero_sent += 1;
+        }
+        out.push(Action::SendAdvert { priority });
+    }
+
+    /// RFC 5798 §6.4.1 (Initialize, on Startup).
+    fn start(&mut self, now: Time, reason: Reason, out: &mut Vec<Action>) {
+        if self.cfg.priority == OWNER_PRIORITY {
+            self.become_master(now, Reason::AddressOwner, out);
+        } else {
+            self.master_adver_interval_cs = self.cfg.advert_interval_cs;
+            self.master_down_timer = Some(now + self.master_down_interval());
+            self.holdoff_until =
+                (!self.cfg.preempt_delay.is_zero()).then(|| now + self.cfg.preempt_delay);
+            self.transition(now, State::Backup, reason, out);
+        }
+    }
+
+    /// RFC 5798 §6.4.2 "If the Master_Down_Timer fires" (and §6.4.1 for the
+    /// address owner): advertise, announce, arm the Adver_Timer.
+    fn become_master(&mut self, now: Time, reason: Reason, out: &mut Vec<Action>) {
+        self.master_down_timer = None;
+        out.push(Action::AddVips);
+        let p = self.priority;
+        self.send(p, out);
+        out.push(Action::Announce);
+        self.adver_timer = Some(now + cs(self.cfg.advert_interval_cs));
+        self.master_addr = Some(self.cfg.primary_addr);
+        self.transition(now, State::Master, reason, out);
+    }
+
+    fn shutdown(&mut self, now: Time, out: &mut Vec<Action>) {
+        match self.state {
+            // RFC 5798 §6.4.3: cancel the Adver_Timer, send priority 0.
+            State::Master => {
+                self.adver_timer = None;
+                self.send(0, out);
+                out.push(Action::RemoveVips);
+            }
+            // §6.4.2: cancel the Master_Down_Timer.
+            State::Backup => self.master_down_timer = None,
+            State::Initialize | State::Fault => {}
+        }
+        self.started = false;
+        self.transition(now, State::Initialize, Reason::Shutdown, out);
+    }
+
+    fn enter_fault(&mut self, now: Time, why: String, out: &mut Vec<Action>) {
+        self.fault = Some(why.clone());
+        match self.state {
+            State::Master => {
+                // Resign the way a shutdown does, so backups take over after
+                // Skew_Time instead of Master_Down_Interval.
+                self.adver_timer = None;
+                self.send(0, out);
+                out.push(Action::RemoveVips);
+                self.transition(now, State::Fault, Reason::Fault(why), out);
+            }
+            State::Backup => {
+                self.master_down_timer = None;
+                self.transition(now, State::Fault, Reason::Fault(why), out);
+            }
+            // Not started yet: the fault is remembered and Startup will
+            // find it; already in FAULT: only the reason is updated.
+            State::Initialize if self.started => {
+                self.transition(now, State::Fault, Reason::Fault(why), out);
+            }
+            State::Initialize | State::Fault => {}
+        }
+    }
+
+    fn set_priority(&mut self, p: u8) {
+        if self.cfg.priority == OWNER_PRIORITY {
+            return;
+        }
+        // 0 means "resign" on the wire and 255 "owner"; weights are clamped
+        // so that neither can be reached by arithmetic.
+        self.priority = p.clamp(1, 254);
+    }
+
+    fn timer(&mut self, now: Time, out: &mut Vec<Action>) {
+        match self.state {
+            State::Master => {
+                if self.adver_timer.is_some_and(|t| now >= t) {
+                    // §6.4.3 "If the Adver_Timer fires".
+                    let p = self.priority;
+                    self.send(p, out);
+                    self.adver_timer = Some(now + cs(self.cfg.advert_interval_cs));
+                }
+            }
+            State::Backup => {
+                if self.master_down_timer.is_some_and(|t| now >= t) {
+                    let reason = if self.resigned_master_seen {
+                        Reason::MasterResigned
+                    } else {
+                        Reason::MasterDown
+                    };
+                    self.resigned_master_seen = false;
+                    self.become_master(now, reason, out);
+                }
+            }
+            State::Initialize | State::Fault => {}
+        }
+    }
+
+    fn count_drop(&mut self, d: DropReason) {
+        *self.counters.dropped.entry(d.counter()).or_insert(0) += 1;
+    }
+
+    /// RFC 5798 §7.1 checks that need this instance, then §6.4.2/§6.4.3.
+    fn receive(
+        &mut self,
+        now: Time,
+        src: IpAddr,
+        adv: Advert,
+        checksum: ChecksumStyle,
+        out: &mut Vec<Action>,
+    ) {
+        if src == self.cfg.primary_addr {
+            return self.count_drop(DropReason::OwnAdvert);
+        }
+        if adv.version != self.cfg.version {
+            return self.count_drop(DropReason::VersionMismatch);
+        }
+        let want_style = if self.cfg.v3_checksum_as_v2 && src.is_ipv4() {
+            ChecksumStyle::AsV2
+        } else {
+            ChecksumStyle::Rfc
+        };
+        if adv.version == Version::V3 && checksum != want_style {
+            return self.count_drop(DropReason::ChecksumStyle);
+        }
+        if adv.version == Version::V2 {
+            // RFC 3768 §7.1: auth type and data must match ours.
+            if adv.auth != self.cfg.auth {
+                return self.count_drop(DropReason::AuthMismatch);
+            }
+            // RFC 3768 §7.1: the interval must be the configured one.
+            if adv.interval_cs != self.cfg.advert_interval_cs {
+                return self.count_drop(DropReason::IntervalMismatch);
+            }
+        }
+        if self.cfg.priority == OWNER_PRIORITY {
+            return self.count_drop(DropReason::WeAreOwner);
+        }
+        if !matches!(self.state, State::Backup | State::Master) {
+            return self.count_drop(DropReason::NotRunning);
+        }
+        self.counters.adverts_received += 1;
+        if adv.priority == 0 {
+            self.counters.priority_zero_received += 1;
+        }
+        if !same_addresses(&adv.addrs, &self.cfg.vips) {
+            self.counters.address_mismatch += 1;
+        }
+        match self.state {
+            State::Backup => self.backup_receive(now, src, &adv, out),
+            State::Master => self.master_receive(now, src, &adv, out),
+            State::Initialize | State::Fault => {}
+        }
+    }
+
+    /// RFC 5798 §6.4.2 "If an ADVERTISEMENT is received".
+    fn backup_receive(&mut self, now: Time, src: IpAddr, adv: &Advert, out: &mut Vec<Action>) {
+        if adv.priority == 0 {
+            if self.cfg.fast_takeover {
+                self.become_master(now, Reason::FastTakeover, out);
+            } else {
+                // "Set the Master_Down_Timer to Skew_Time".
+                self.resigned_master_seen = true;
+                self.master_down_timer = Some(now + self.skew_time());
+            }
+            return;
+        }
+        let holding_off = self.holdoff_until.is_some_and(|t| now < t);
+        if !self.cfg.preempt || adv.priority >= self.priority || holding_off {
+            // "Set Master_Adver_Interval to Adver Interval contained in the
+            // ADVERTISEMENT, Recompute the Skew_Time, Recompute the
+            // Master_Down_Interval, Reset the Master_Down_Timer".
+            if self.cfg.version == Version::V3 {
+                self.master_adver_interval_cs = adv.interval_cs;
+            }
+            self.resigned_master_seen = false;
+            self.master_down_timer = Some(now + self.master_down_interval());
+            self.master_addr = Some(src);
+        }
+        // Else: "Discard the ADVERTISEMENT" — the Master_Down_Timer runs out
+        // and this higher-priority node preempts.
+    }
+
+    /// RFC 5798 §6.4.3 "If an ADVERTISEMENT is received".
+    fn master_receive(&mut self, now: Time, src: IpAddr, adv: &Advert, out: &mut Vec<Action>) {
+        if adv.priority == 0 {
+            // "Send an ADVERTISEMENT, Reset the Adver_Timer".
+            let p = self.priority;
+            self.send(p, out);
+            self.adver_timer = Some(now + cs(self.cfg.advert_interval_cs));
+            return;
+        }
+        let higher = adv.priority > self.priority
+            || (adv.priority == self.priority && addr_greater(src, self.cfg.primary_addr));
+        if higher {
+            self.adver_timer = None;
+            if self.cfg.version == Version::V3 {
+                self.master_adver_interval_cs = adv.interval_cs;
+            }
+            self.master_down_timer = Some(now + self.master_down_interval());
+            self.master_addr = Some(src);
+            out.push(Action::RemoveVips);
+            self.transition(
+                now,
+                State::Backup,
+                Reason::HigherPriority {
+                    src,
+                    priority: adv.priority,
+                },
+                out,
+            );
+        }
+    }
+}
+
+fn cs(c: u16) -> Duration {
+    Duration::from_millis(u64::from(c) * 10)
+}
+
+/// RFC 5798 §6.4.3: addresses compare as unsigned integers in network
+/// byte order.
+fn addr_greater(a: IpAddr, b: IpAddr) -> bool {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => u32::from(a) > u32::from(b),
+        (IpAddr::V6(a), IpAddr::V6(b)) => u128::from(a) > u128::from(b),
+        _ => false,
+    }
+}
+
+fn same_addresses(a: &[IpAddr], b: &[IpAddr]) -> bool {
+    let mut a = a.to_vec();
+    let mut b = b.to_vec();
+    a.sort();
+    b.sort();
+    a == b
+}
