@@ -27,7 +27,7 @@ fn cfg(priority: u8) -> Config {
         primary_addr: ip("192.0.2.1"),
         vips: vec![ip("192.0.2.100")],
         auth: Auth::None,
-        v3_checksum_as_v2: false,
+        checksum: ChecksumStyle::Rfc,
         fast_takeover: false,
     }
 }

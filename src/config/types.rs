@@ -49,6 +49,14 @@ pub enum FastTakeover {
     Off,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum V3Checksum {
+    Rfc,
+    AsV2,
+    OldUnicast,
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Instance {
@@ -84,10 +92,11 @@ pub struct Instance {
     /// VRRPv2 simple-text password (at most 8 bytes), read at start-up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_password_file: Option<PathBuf>,
-    /// keepalived's `v3_checksum_as_v2`: VRRPv3 over IPv4 checksummed
-    /// without the pseudo-header, for peers that were built that way.
-    #[serde(default)]
-    pub v3_checksum_as_v2: bool,
+    /// VRRPv3-over-IPv4 checksum variant to send and to accept besides the
+    /// RFC's: `rfc` (default), `asV2` (no pseudo-header), or `oldUnicast`
+    /// (keepalived's `old_unicast_checksum`: pseudo-header with 224.0.0.18).
+    #[serde(default = "default_v3_checksum")]
+    pub v3_checksum: V3Checksum,
     #[serde(default)]
     pub announce: Announce,
     #[serde(default = "default_fast_takeover")]
@@ -297,6 +306,9 @@ fn default_version() -> u64 {
 }
 fn default_advert_interval() -> HumanDuration {
     HumanDuration::from_secs(1)
+}
+fn default_v3_checksum() -> V3Checksum {
+    V3Checksum::Rfc
 }
 fn default_fast_takeover() -> FastTakeover {
     FastTakeover::Auto

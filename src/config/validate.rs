@@ -296,10 +296,16 @@ fn validate_instance(
         }
         check_abs_path(p, &format!("{at}.authPasswordFile"), pw);
     }
-    if inst.v3_checksum_as_v2 && (inst.version != 3 || !v4) {
+    if inst.v3_checksum != super::V3Checksum::Rfc && (inst.version != 3 || !v4) {
         p.push(
-            format!("{at}.v3ChecksumAsV2"),
-            "only applies to VRRPv3 over IPv4",
+            format!("{at}.v3Checksum"),
+            "a checksum variant only applies to VRRPv3 over IPv4",
+        );
+    }
+    if inst.v3_checksum == super::V3Checksum::OldUnicast && inst.unicast_peers.is_empty() {
+        p.push(
+            format!("{at}.v3Checksum"),
+            "oldUnicast only applies to unicast (set unicastPeers)",
         );
     }
 

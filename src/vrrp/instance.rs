@@ -41,9 +41,9 @@ pub struct Config {
     pub vips: Vec<IpAddr>,
     /// v2 only: expected and sent authentication.
     pub auth: Auth,
-    /// Accept v3 IPv4 adverts checksummed without the pseudo-header
-    /// (keepalived's `v3_checksum_as_v2`) and send them that way.
-    pub v3_checksum_as_v2: bool,
+    /// The checksum variant sent, and accepted besides the RFC's, for v3
+    /// over IPv4 (interop with peers built that way).
+    pub checksum: ChecksumStyle,
     /// Departure from RFC 5798 §6.4.2: on a priority-0 advert, take over at
     /// once instead of after Skew_Time. Safe only when this node is the
     /// only possible successor (a unicast pair); the caller decides.
@@ -456,12 +456,10 @@ impl Instance {
         if adv.version != self.cfg.version {
             return self.count_drop(DropReason::VersionMismatch);
         }
-        let want_style = if self.cfg.v3_checksum_as_v2 && src.is_ipv4() {
-            ChecksumStyle::AsV2
-        } else {
-            ChecksumStyle::Rfc
-        };
-        if adv.version == Version::V3 && checksum != want_style {
+        if adv.version == Version::V3
+            && checksum != ChecksumStyle::Rfc
+            && checksum != self.cfg.checksum
+        {
             return self.count_drop(DropReason::ChecksumStyle);
         }
         if adv.version == Version::V2 {

@@ -60,13 +60,17 @@ impl Auth {
     }
 }
 
-/// Which checksum a received VRRPv3 advert verified under. keepalived's
-/// `v3_checksum_as_v2` sends IPv4 v3 adverts checksummed like v2 (no
-/// pseudo-header); a receiver accepts that only when configured to.
+/// Which checksum a VRRPv3 advert over IPv4 carries. Besides the RFC's,
+/// two variants exist in the field: the v2 way (no pseudo-header), and
+/// keepalived's `old_unicast_checksum`, whose pseudo-header names
+/// 224.0.0.18 as the destination even for unicast (seen in captures of
+/// keepalived 2.2.7, tests/fixtures/keepalived). A receiver accepts a
+/// variant only when configured to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChecksumStyle {
     Rfc,
     AsV2,
+    OldUnicast,
 }
 
 /// A decoded (or to-be-encoded) advertisement.
@@ -186,18 +190,28 @@ fn v6_octets(a: IpAddr) -> [u8; 16] {
     }
 }
 
-fn checksum_for(version: Version, msg: &[u8], src: IpAddr, dst: IpAddr, as_v2: bool) -> u16 {
-    if version == Version::V2 || (as_v2 && src.is_ipv4()) {
-        internet_checksum(&[msg])
-    } else {
-        internet_checksum(&[&pseudo_header(src, dst, msg.len()), msg])
+fn checksum_for(
+    version: Version,
+    msg: &[u8],
+    src: IpAddr,
+    dst: IpAddr,
+    style: ChecksumStyle,
+) -> u16 {
+    let v4 = src.is_ipv4();
+    match style {
+        _ if version == Version::V2 => internet_checksum(&[msg]),
+        ChecksumStyle::AsV2 if v4 => internet_checksum(&[msg]),
+        ChecksumStyle::OldUnicast if v4 => {
+            internet_checksum(&[&pseudo_header(src, IpAddr::V4(MCAST_V4), msg.len()), msg])
+        }
+        _ => internet_checksum(&[&pseudo_header(src, dst, msg.len()), msg]),
     }
 }
 
 impl Advert {
     /// Encodes the VRRP message with its checksum for the given IP source
     /// and destination (the v3 checksum covers them).
-    pub fn encode(&self, src: IpAddr, dst: IpAddr, v3_checksum_as_v2: bool) -> Vec<u8> {
+    pub fn encode(&self, src: IpAddr, dst: IpAddr, style: ChecksumStyle) -> Vec<u8> {
         let alen = if self.addrs.first().is_some_and(|a| a.is_ipv6()) {
             16
         } else {
@@ -229,7 +243,7 @@ impl Advert {
         if self.version == Version::V2 {
             msg.extend_from_slice(&auth_fields(&self.auth).1);
         }
-        let ck = checksum_for(self.version, &msg, src, dst, v3_checksum_as_v2);
+        let ck = checksum_for(self.version, &msg, src, dst, style);
         msg[6..8].copy_from_slice(&ck.to_be_bytes());
         msg
     }
@@ -282,16 +296,16 @@ impl Advert {
             });
         }
         let got = u16::from_be_bytes([msg[6], msg[7]]);
-        let style = if checksum_for(version, msg, ip.src, ip.dst, false) == 0 {
-            ChecksumStyle::Rfc
-        } else if version == Version::V3
-            && ip.src.is_ipv4()
-            && checksum_for(version, msg, ip.src, ip.dst, true) == 0
-        {
-            ChecksumStyle::AsV2
-        } else {
-            return Err(DecodeError::BadChecksum { got });
-        };
+        let v3v4 = version == Version::V3 && ip.src.is_ipv4();
+        let style = [
+            ChecksumStyle::Rfc,
+            ChecksumStyle::AsV2,
+            ChecksumStyle::OldUnicast,
+        ]
+        .into_iter()
+        .filter(|s| *s == ChecksumStyle::Rfc || v3v4)
+        .find(|s| checksum_for(version, msg, ip.src, ip.dst, *s) == 0)
+        .ok_or(DecodeError::BadChecksum { got })?;
         let (interval_cs, auth) = match version {
             Version::V2 => {
                 let auth_off = HEADER_LEN + alen * usize::from(count);
@@ -385,7 +399,7 @@ mod tests {
     #[test]
     fn v3_ipv4_layout_matches_rfc_5798_5_2() {
         let m = meta("192.0.2.1", "224.0.0.18");
-        let bytes = v3_v4().encode(m.src, m.dst, false);
+        let bytes = v3_v4().encode(m.src, m.dst, ChecksumStyle::Rfc);
         assert_eq!(&bytes[..6], &[0x31, 51, 100, 1, 0x00, 100]);
         assert_eq!(&bytes[8..], &[192, 0, 2, 100]);
         // §5.2.8: the checksum covers the pseudo-header, so the sum over
@@ -412,7 +426,7 @@ mod tests {
             auth: Auth::pass(b"s3cret").unwrap(),
         };
         let m = meta("192.0.2.1", "224.0.0.18");
-        let bytes = a.encode(m.src, m.dst, false);
+        let bytes = a.encode(m.src, m.dst, ChecksumStyle::Rfc);
         assert_eq!(bytes.len(), 8 + 8 + 8);
         assert_eq!(&bytes[..6], &[0x21, 7, 200, 2, 1, 3]);
         assert_eq!(&bytes[16..], b"s3cret\0\0");
@@ -431,7 +445,7 @@ mod tests {
             auth: Auth::None,
         };
         let m = meta("fe80::1", "ff02::12");
-        let bytes = a.encode(m.src, m.dst, false);
+        let bytes = a.encode(m.src, m.dst, ChecksumStyle::Rfc);
         assert_eq!(bytes.len(), 8 + 32);
         assert_eq!(Advert::decode(&bytes, m).unwrap().0, a);
         // The pseudo-header binds the advert to its addresses: the same bytes
@@ -445,7 +459,7 @@ mod tests {
     #[test]
     fn v3_checksum_as_v2_is_recognised_not_mistaken() {
         let m = meta("192.0.2.1", "224.0.0.18");
-        let bytes = v3_v4().encode(m.src, m.dst, true);
+        let bytes = v3_v4().encode(m.src, m.dst, ChecksumStyle::AsV2);
         let (_, style) = Advert::decode(&bytes, m).unwrap();
         assert_eq!(style, ChecksumStyle::AsV2);
     }
@@ -454,7 +468,7 @@ mod tests {
     #[test]
     fn drops_ttl_below_255_rfc_5798_7_1() {
         let m = meta("192.0.2.1", "224.0.0.18");
-        let bytes = v3_v4().encode(m.src, m.dst, false);
+        let bytes = v3_v4().encode(m.src, m.dst, ChecksumStyle::Rfc);
         let mut low = m;
         low.ttl = 254;
         assert_eq!(Advert::decode(&bytes, low), Err(DecodeError::BadTtl(254)));
@@ -465,7 +479,7 @@ mod tests {
     #[test]
     fn drops_malformed() {
         let m = meta("192.0.2.1", "224.0.0.18");
-        let good = v3_v4().encode(m.src, m.dst, false);
+        let good = v3_v4().encode(m.src, m.dst, ChecksumStyle::Rfc);
 
         let mut v = good.clone();
         v[0] = 0x41;
@@ -489,13 +503,13 @@ mod tests {
         let mut z = v3_v4();
         z.addrs.clear();
         assert_eq!(
-            Advert::decode(&z.encode(m.src, m.dst, false), m),
+            Advert::decode(&z.encode(m.src, m.dst, ChecksumStyle::Rfc), m),
             Err(DecodeError::NoAddresses)
         );
         let mut zi = v3_v4();
         zi.interval_cs = 0;
         assert_eq!(
-            Advert::decode(&zi.encode(m.src, m.dst, false), m),
+            Advert::decode(&zi.encode(m.src, m.dst, ChecksumStyle::Rfc), m),
             Err(DecodeError::ZeroInterval)
         );
     }
@@ -505,7 +519,7 @@ mod tests {
     #[test]
     fn v3_reserved_bits_ignored() {
         let m = meta("192.0.2.1", "224.0.0.18");
-        let mut b = v3_v4().encode(m.src, m.dst, false);
+        let mut b = v3_v4().encode(m.src, m.dst, ChecksumStyle::Rfc);
         b[4] |= 0xf0;
         b[6] = 0;
         b[7] = 0;
@@ -519,7 +533,7 @@ mod tests {
         let mut a = v3_v4();
         a.version = Version::V2;
         let m = meta("192.0.2.1", "224.0.0.18");
-        let mut b = a.encode(m.src, m.dst, false);
+        let mut b = a.encode(m.src, m.dst, ChecksumStyle::Rfc);
         b[4] = 2;
         b[6] = 0;
         b[7] = 0;

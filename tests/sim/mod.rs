@@ -76,7 +76,7 @@ pub fn config(i: usize, priority: u8, interval_cs: u16, preempt: bool) -> Config
         primary_addr: addr(i),
         vips: vec!["192.0.2.100".parse().unwrap()],
         auth: Auth::None,
-        v3_checksum_as_v2: false,
+        checksum: ChecksumStyle::Rfc,
         fast_takeover: false,
     }
 }
