@@ -6,4 +6,5 @@
 
 pub mod config;
 pub mod health;
+pub mod net;
 pub mod vrrp;

@@ -1,0 +1,5 @@
+//! The I/O edges of VRRP: raw sockets, rtnetlink, GARP/NA.
+
+pub mod announce;
+pub mod netlink;
+pub mod vrrp_socket;

@@ -1,0 +1,200 @@
+//! Interfaces and addresses through rtnetlink: look-ups, adding and
+//! removing virtual IPs, and a stream of link/address events.
+
+use futures::StreamExt;
+use futures::TryStreamExt;
+use netlink_packet_core::NetlinkPayload;
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use rtnetlink::{Handle, MulticastGroup};
+use std::net::IpAddr;
+use tokio::sync::mpsc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("interface {0} does not exist")]
+    NoSuchInterface(String),
+    #[error("netlink: {0}")]
+    Netlink(#[from] rtnetlink::Error),
+    #[error("netlink socket: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub index: u32,
+    pub name: String,
+    /// Administratively up and with carrier.
+    pub up: bool,
+    pub mac: Option<[u8; 6]>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetEvent {
+    Link(LinkInfo),
+    /// Addresses on this interface changed.
+    Addresses(u32),
+}
+
+#[derive(Clone)]
+pub struct Net {
+    handle: Handle,
+}
+
+fn link_info(m: &LinkMessage) -> LinkInfo {
+    let mut name = String::new();
+    let mut mac = None;
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => name = n.clone(),
+            LinkAttribute::Address(b) if b.len() == 6 => {
+                let mut m6 = [0u8; 6];
+                m6.copy_from_slice(b);
+                mac = Some(m6);
+            }
+            _ => {}
+        }
+    }
+    let f = m.header.flags;
+    LinkInfo {
+        index: m.header.index,
+        name,
+        up: f.contains(LinkFlags::Up) && f.contains(LinkFlags::Running),
+        mac,
+    }
+}
+
+fn is_errno(e: &rtnetlink::Error, codes: &[i32]) -> bool {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => codes.contains(&m.raw_code().abs()),
+        _ => false,
+    }
+}
+
+impl Net {
+    /// Opens the request connection; its driver runs on the current tokio
+    /// runtime.
+    pub fn new() -> Result<Net, NetError> {
+        let (conn, handle, _) = rtnetlink::new_connection()?;
+        tokio::spawn(conn);
+        Ok(Net { handle })
+    }
+
+    /// Subscribes to link and address changes.
+    pub fn events() -> Result<mpsc::UnboundedReceiver<NetEvent>, NetError> {
+        let (conn, _h, mut messages) = rtnetlink::new_multicast_connection(&[
+            MulticastGroup::Link,
+            MulticastGroup::Ipv4Ifaddr,
+            MulticastGroup::Ipv6Ifaddr,
+        ])?;
+        tokio::spawn(conn);
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some((msg, _)) = messages.next().await {
+                let ev = match msg.payload {
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l))
+                    | NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
+                        Some(NetEvent::Link(link_info(&l)))
+                    }
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a))
+                    | NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(a)) => {
+                        Some(NetEvent::Addresses(a.header.index))
+                    }
+                    _ => None,
+                };
+                if let Some(ev) = ev
+                    && tx.send(ev).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    pub async fn link(&self, name: &str) -> Result<LinkInfo, NetError> {
+        let mut s = self.handle.link().get().match_name(name.to_string()).execute();
+        match s.try_next().await {
+            Ok(Some(m)) => Ok(link_info(&m)),
+            Ok(None) => Err(NetError::NoSuchInterface(name.into())),
+            Err(e) if is_errno(&e, &[libc::ENODEV]) => {
+                Err(NetError::NoSuchInterface(name.into()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The addresses on an interface, with prefix lengths.
+    pub async fn addresses(&self, index: u32) -> Result<Vec<(IpAddr, u8)>, NetError> {
+        let mut s = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        let mut out = Vec::new();
+        while let Some(m) = s.try_next().await? {
+            if let Some(a) = addr_of(&m) {
+                out.push((a, m.header.prefix_len));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds an address; present already is fine. IPv6 VIPs skip duplicate
+    /// address detection: the VRRP election is what keeps them unique, and
+    /// DAD would hold the address unusable for a second after failover.
+    pub async fn add_addr(&self, index: u32, addr: IpAddr, prefix: u8) -> Result<(), NetError> {
+        let mut req = self.handle.address().add(index, addr, prefix);
+        if addr.is_ipv6() {
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        match req.execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if is_errno(&e, &[libc::EEXIST]) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes an address; absent already is fine.
+    pub async fn del_addr(&self, index: u32, addr: IpAddr) -> Result<(), NetError> {
+        let mut s = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .set_address_filter(addr)
+            .execute();
+        let mut found = Vec::new();
+        while let Some(m) = s.try_next().await? {
+            if addr_of(&m) == Some(addr) {
+                found.push(m);
+            }
+        }
+        for m in found {
+            match self.handle.address().del(m).execute().await {
+                Ok(()) => {}
+                Err(e) if is_errno(&e, &[libc::EADDRNOTAVAIL, libc::ENOENT]) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn addr_of(m: &AddressMessage) -> Option<IpAddr> {
+    // IFA_LOCAL is the interface's own address on point-to-point links;
+    // IFA_ADDRESS otherwise. Prefer LOCAL when both are there.
+    let mut address = None;
+    for a in &m.attributes {
+        match a {
+            AddressAttribute::Local(ip) => return Some(*ip),
+            AddressAttribute::Address(ip) => address = Some(*ip),
+            _ => {}
+        }
+    }
+    address
+}
