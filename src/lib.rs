@@ -5,6 +5,8 @@
 //! outside it.
 
 pub mod config;
+pub mod daemon;
 pub mod health;
+pub mod logging;
 pub mod net;
 pub mod vrrp;

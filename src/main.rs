@@ -22,12 +22,59 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Run the daemon.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Sockets and state files [default: $RUNTIME_DIRECTORY, else /run/nginx-ha].
+        #[arg(long)]
+        runtime_dir: Option<PathBuf>,
+        /// Persistent state (maintenance mode) [default: $STATE_DIRECTORY, else /var/lib/nginx-ha].
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
+}
+
+/// systemd passes RuntimeDirectory=/StateDirectory= as colon-separated
+/// lists; the first entry is ours.
+fn dir_from_env(var: &str, fallback: &str) -> PathBuf {
+    std::env::var_os(var)
+        .and_then(|v| {
+            v.to_str()
+                .and_then(|s| s.split(':').next())
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from(fallback))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::CheckConfig { config } => check_config(&config),
+        Cmd::Run {
+            config,
+            runtime_dir,
+            state_dir,
+        } => {
+            nginx_ha::logging::init(log::LevelFilter::Info);
+            let opts = nginx_ha::daemon::Options {
+                config,
+                runtime_dir: runtime_dir
+                    .unwrap_or_else(|| dir_from_env("RUNTIME_DIRECTORY", "/run/nginx-ha")),
+                state_dir: state_dir
+                    .unwrap_or_else(|| dir_from_env("STATE_DIRECTORY", "/var/lib/nginx-ha")),
+            };
+            match nginx_ha::daemon::run(opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    for line in e.to_string().lines() {
+                        log::error!("{line}");
+                    }
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 //! with protocol 0: it can send but receives nothing, so the daemon does not
 //! pay for a copy of every frame on the link.
 
-use pnet_packet::{MutablePacket, Packet};
+use pnet_base::MacAddr;
 use pnet_packet::arp::{ArpHardwareTypes, ArpOperations, MutableArpPacket};
 use pnet_packet::ethernet::{EtherTypes, MutableEthernetPacket};
 use pnet_packet::icmpv6::ndp::{
@@ -15,7 +15,7 @@ use pnet_packet::icmpv6::ndp::{
 use pnet_packet::icmpv6::{Icmpv6Code, Icmpv6Types};
 use pnet_packet::ip::IpNextHeaderProtocols;
 use pnet_packet::ipv6::MutableIpv6Packet;
-use pnet_base::MacAddr;
+use pnet_packet::{MutablePacket, Packet};
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

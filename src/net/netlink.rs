@@ -114,13 +114,16 @@ impl Net {
     }
 
     pub async fn link(&self, name: &str) -> Result<LinkInfo, NetError> {
-        let mut s = self.handle.link().get().match_name(name.to_string()).execute();
+        let mut s = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
         match s.try_next().await {
             Ok(Some(m)) => Ok(link_info(&m)),
             Ok(None) => Err(NetError::NoSuchInterface(name.into())),
-            Err(e) if is_errno(&e, &[libc::ENODEV]) => {
-                Err(NetError::NoSuchInterface(name.into()))
-            }
+            Err(e) if is_errno(&e, &[libc::ENODEV]) => Err(NetError::NoSuchInterface(name.into())),
             Err(e) => Err(e.into()),
         }
     }

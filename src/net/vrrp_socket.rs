@@ -59,10 +59,7 @@ impl VrrpSocket {
             s.set_multicast_ttl_v4(u32::from(VRRP_TTL))?;
             s.set_ttl_v4(u32::from(VRRP_TTL))?;
             s.set_multicast_loop_v4(false)?;
-            s.join_multicast_v4_n(
-                &MCAST_V4,
-                &socket2::InterfaceIndexOrAddress::Index(ifindex),
-            )?;
+            s.join_multicast_v4_n(&MCAST_V4, &socket2::InterfaceIndexOrAddress::Index(ifindex))?;
             setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?;
             // VRRP is network control traffic (RFC 5798 §5.1.1.1 leaves it
             // open; keepalived uses TOS 0xc0 too).
@@ -80,11 +77,7 @@ impl VrrpSocket {
         // SAFETY: the Socket owns its fd, and AsyncFd keeps it (and so the
         // fd) alive and unchanged until it deregisters on drop.
         let fd = unsafe { AsyncFd::register(s)? };
-        Ok(VrrpSocket {
-            fd,
-            ifindex,
-            v4,
-        })
+        Ok(VrrpSocket { fd, ifindex, v4 })
     }
 
     pub fn ifindex(&self) -> u32 {
@@ -175,9 +168,7 @@ fn recv_one(fd: RawFd, v4: bool) -> io::Result<Received> {
                 if h.cmsg_level == libc::IPPROTO_IPV6 && h.cmsg_type == libc::IPV6_PKTINFO {
                     let pi = *(libc::CMSG_DATA(c).cast::<libc::in6_pktinfo>());
                     dst = Some(Ipv6Addr::from(pi.ipi6_addr.s6_addr));
-                } else if h.cmsg_level == libc::IPPROTO_IPV6
-                    && h.cmsg_type == libc::IPV6_HOPLIMIT
-                {
+                } else if h.cmsg_level == libc::IPPROTO_IPV6 && h.cmsg_type == libc::IPV6_HOPLIMIT {
                     hops = Some(*(libc::CMSG_DATA(c).cast::<libc::c_int>()));
                 }
                 c = libc::CMSG_NXTHDR(&mh, c);

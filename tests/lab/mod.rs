@@ -1,0 +1,561 @@
+//! A network-namespace lab: N nodes and a client on one L2 segment. Each
+//! node runs real nginx (its own prefix, pidfile and a page naming the
+//! node) and the real nginx-ha; the client reaches the VIP over HTTP.
+//!
+//! Conventions (DESIGN.md): a unique prefix per lab; the bridge lives in a
+//! namespace of its own, never the root one; only documentation-range
+//! addresses (192.0.2.0/24, 2001:db8::/64); every wait is bounded; on drop
+//! everything is torn down and only the PIDs this lab started are killed.
+//!
+//! Used by the lab tests, the demo and the benchmarks (`#[path]`-included),
+//! so not every helper is used by every includer.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+/// Timing assertions need the machine to themselves: one lab at a time per
+/// process.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+pub fn node_v4(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(192, 0, 2, 11 + i as u8)
+}
+pub fn node_v6(i: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x11 + i as u16)
+}
+pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 200);
+pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x200);
+
+pub struct Node {
+    pub ns: String,
+    pub name: String,
+    pub dir: PathBuf,
+    pub nginx: Option<Child>,
+    pub daemon: Option<Child>,
+}
+
+pub struct Lab {
+    pub prefix: String,
+    pub bridge_ns: String,
+    pub client_ns: String,
+    pub nodes: Vec<Node>,
+    pub dir: tempfile::TempDir,
+    pub daemon_bin: PathBuf,
+    /// Other processes started in the lab (keepalived, attackers, ...).
+    pub extra: Vec<Child>,
+    _guard: MutexGuard<'static, ()>,
+}
+
+/// Runs a command and fails the test on a non-zero exit.
+pub fn sh(args: &[&str]) -> Output {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Polls `f` every 5 ms until it returns Some or `limit` passes.
+pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Skips (loudly) when the lab cannot run here; fails instead under CI,
+/// where a skipped lab test would hide a broken install.
+pub fn require_root_and_tools() -> bool {
+    let ok = unsafe { libc::geteuid() } == 0
+        && Path::new("/usr/sbin/nginx").exists()
+        && Command::new("ip").arg("-V").output().is_ok();
+    if !ok {
+        if std::env::var_os("CI").is_some() {
+            panic!("lab tests need root, iproute2 and nginx (CI installs them)");
+        }
+        eprintln!("SKIPPED: lab test needs root, iproute2 and /usr/sbin/nginx");
+    }
+    ok
+}
+
+impl Lab {
+    pub fn new(n: usize, daemon_bin: &Path) -> Lab {
+        let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let prefix = format!(
+            "nha{}x{}",
+            std::process::id() % 100_000,
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{prefix}-"))
+            .tempdir()
+            .expect("tempdir");
+        let bridge_ns = format!("{prefix}-br");
+        let client_ns = format!("{prefix}-c");
+        let mut lab = Lab {
+            prefix: prefix.clone(),
+            bridge_ns: bridge_ns.clone(),
+            client_ns: client_ns.clone(),
+            nodes: Vec::new(),
+            dir,
+            daemon_bin: daemon_bin.to_path_buf(),
+            extra: Vec::new(),
+            _guard: guard,
+        };
+        sh(&["ip", "netns", "add", &bridge_ns]);
+        sh(&[
+            "ip", "-n", &bridge_ns, "link", "add", "br0", "type", "bridge",
+        ]);
+        // No STP delay, no multicast snooping surprises: a plain hub.
+        sh(&[
+            "ip",
+            "-n",
+            &bridge_ns,
+            "link",
+            "set",
+            "br0",
+            "type",
+            "bridge",
+            "forward_delay",
+            "0",
+            "mcast_snooping",
+            "0",
+        ]);
+        sh(&["ip", "-n", &bridge_ns, "link", "set", "br0", "up"]);
+        for i in 0..n {
+            let ns = format!("{prefix}-n{i}");
+            lab.add_host(
+                &ns,
+                &format!("p{i}"),
+                &[format!("{}/24", node_v4(i)), format!("{}/64", node_v6(i))],
+            );
+            let ndir = lab.dir.path().join(format!("node{i}"));
+            fs::create_dir_all(&ndir).expect("node dir");
+            lab.nodes.push(Node {
+                ns,
+                name: format!("node{i}"),
+                dir: ndir,
+                nginx: None,
+                daemon: None,
+            });
+        }
+        lab.add_host(
+            &client_ns,
+            "pc",
+            &[format!("{CLIENT_V4}/24"), format!("{CLIENT_V6}/64")],
+        );
+        lab
+    }
+
+    fn add_host(&self, ns: &str, port: &str, addrs: &[String]) {
+        sh(&["ip", "netns", "add", ns]);
+        // DAD would hold IPv6 addresses back for a second and more.
+        for k in ["all", "default"] {
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{k}.accept_dad=0"),
+            ]);
+        }
+        sh(&[
+            "ip",
+            "-n",
+            &self.bridge_ns,
+            "link",
+            "add",
+            port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            ns,
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &self.bridge_ns,
+            "link",
+            "set",
+            port,
+            "master",
+            "br0",
+            "up",
+        ]);
+        sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        sh(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
+        for a in addrs {
+            sh(&["ip", "-n", ns, "addr", "add", a, "dev", "eth0", "nodad"]);
+        }
+    }
+
+    pub fn ns_cmd(&self, ns: &str, prog: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, prog]);
+        c
+    }
+
+    /// Starts nginx in the foreground as our child (so that its death is
+    /// seen at once, and never mistaken for a lingering zombie).
+    pub fn start_nginx(&mut self, i: usize) {
+        let d = self.nodes[i].dir.clone();
+        let conf = format!(
+            r#"daemon off;
+master_process on;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/tmp-body;
+    proxy_temp_path {d}/tmp-proxy;
+    fastcgi_temp_path {d}/tmp-fcgi;
+    uwsgi_temp_path {d}/tmp-uwsgi;
+    scgi_temp_path {d}/tmp-scgi;
+    default_type text/plain;
+    server {{
+        listen 80;
+        listen [::]:80;
+        location / {{ return 200 "{name}\n"; }}
+    }}
+    server {{
+        listen 127.0.0.1:8081;
+        location = /nginx_status {{ stub_status; allow 127.0.0.1; deny all; }}
+    }}
+}}
+"#,
+            d = d.display(),
+            name = self.nodes[i].name
+        );
+        fs::write(d.join("nginx.conf"), conf).expect("nginx.conf");
+        let _ = fs::remove_file(d.join("nginx.pid"));
+        let child = self
+            .ns_cmd(&self.nodes[i].ns.clone(), "/usr/sbin/nginx")
+            .args(["-p", &d.display().to_string(), "-c"])
+            .arg(d.join("nginx.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn nginx");
+        self.nodes[i].nginx = Some(child);
+        let pidfile = d.join("nginx.pid");
+        wait_for(Duration::from_secs(5), || pidfile.exists().then_some(()))
+            .expect("nginx wrote its pidfile");
+    }
+
+    pub fn nginx_pidfile(&self, i: usize) -> PathBuf {
+        self.nodes[i].dir.join("nginx.pid")
+    }
+
+    /// A declaration with this lab's node facts filled in; `instances`
+    /// comes from the caller.
+    pub fn declaration(
+        &self,
+        i: usize,
+        priority: u8,
+        instances: serde_json::Value,
+    ) -> serde_json::Value {
+        serde_json::json!({
+            "node": { "name": self.nodes[i].name, "priority": priority },
+            "instances": instances,
+            "checks": { "nginx": {
+                "pidFile": self.nginx_pidfile(i),
+                "statusUrl": "http://127.0.0.1:8081/nginx_status",
+                "interval": "100ms", "timeout": "50ms", "rise": 2, "fall": 2
+            } }
+        })
+    }
+
+    pub fn start_daemon(&mut self, i: usize, decl: &serde_json::Value) {
+        let d = self.nodes[i].dir.clone();
+        let cfg = d.join("nginx-ha.json");
+        fs::write(&cfg, serde_json::to_vec_pretty(decl).expect("json")).expect("write decl");
+        let log = fs::File::create(d.join("nginx-ha.log")).expect("log file");
+        let child = self
+            .ns_cmd(
+                &self.nodes[i].ns.clone(),
+                &self.daemon_bin.display().to_string(),
+            )
+            .arg("run")
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--runtime-dir")
+            .arg(d.join("run"))
+            .arg("--state-dir")
+            .arg(d.join("state"))
+            .env("NGINX_HA_LOG_STDERR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn nginx-ha");
+        self.nodes[i].daemon = Some(child);
+    }
+
+    pub fn daemon_log(&self, i: usize) -> String {
+        fs::read_to_string(self.nodes[i].dir.join("nginx-ha.log")).unwrap_or_default()
+    }
+
+    pub fn state(&self, i: usize, instance: &str) -> String {
+        fs::read_to_string(
+            self.nodes[i]
+                .dir
+                .join("run")
+                .join(format!("{instance}.state")),
+        )
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+    }
+
+    /// Sends a signal to node `i`'s daemon without waiting, so that timing
+    /// starts at the signal.
+    pub fn signal_daemon(&self, i: usize, sig: i32) {
+        if let Some(c) = &self.nodes[i].daemon {
+            // SAFETY: kill(2) on a PID this lab started and has not reaped.
+            unsafe { libc::kill(c.id() as i32, sig) };
+        }
+    }
+
+    /// Waits (bounded) for node `i`'s daemon to exit; its exit status.
+    pub fn reap_daemon(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        let mut c = self.nodes[i].daemon.take()?;
+        let st = wait_for(Duration::from_secs(5), || c.try_wait().ok().flatten());
+        if st.is_none() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        st
+    }
+
+    /// kill -9 of the nginx master (its workers exit when it does).
+    pub fn kill_nginx(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].nginx.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn signal_nginx(&self, i: usize, sig: i32) {
+        if let Some(c) = &self.nodes[i].nginx {
+            // SAFETY: kill(2) on a PID this lab started.
+            unsafe { libc::kill(c.id() as i32, sig) };
+        }
+    }
+
+    /// Which nodes have `vip` on their interface right now.
+    pub fn holders(&self, vip: IpAddr) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| {
+                let out = Command::new("ip")
+                    .args(["-n", &self.nodes[i].ns, "-o", "addr", "show", "dev", "eth0"])
+                    .output();
+                out.map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .any(|w| w.split('/').next() == Some(&vip.to_string()))
+                })
+                .unwrap_or(false)
+            })
+            .collect()
+    }
+
+    /// Link down/up as seen by the node itself.
+    pub fn set_link(&self, i: usize, up: bool) {
+        sh(&[
+            "ip",
+            "-n",
+            &self.nodes[i].ns,
+            "link",
+            "set",
+            "eth0",
+            if up { "up" } else { "down" },
+        ]);
+    }
+
+    /// Drops VRRP (IP protocol 112) arriving at node `i` from node `j`.
+    pub fn block_vrrp(&self, i: usize, j: usize) {
+        let ns = &self.nodes[i].ns;
+        let _ = Command::new("ip")
+            .args(["netns", "exec", ns, "nft", "add", "table", "inet", "lab"])
+            .output();
+        let _ = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "nft",
+                "add chain inet lab in { type filter hook input priority 0 ; }",
+            ])
+            .output();
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "nft",
+            &format!(
+                "add rule inet lab in ip saddr {} meta l4proto 112 drop",
+                node_v4(j)
+            ),
+        ]);
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "nft",
+            &format!(
+                "add rule inet lab in ip6 saddr {} meta l4proto 112 drop",
+                node_v6(j)
+            ),
+        ]);
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "nft",
+            "add rule inet lab in ip6 saddr fe80::/10 meta l4proto 112 drop",
+        ]);
+    }
+
+    pub fn unblock_vrrp(&self, i: usize) {
+        let _ = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.nodes[i].ns,
+                "nft",
+                "delete",
+                "table",
+                "inet",
+                "lab",
+            ])
+            .output();
+    }
+
+    /// One HTTP GET from the client namespace; the body, or None.
+    pub fn get(&self, addr: IpAddr, timeout: Duration) -> Option<String> {
+        in_netns(&self.client_ns, || {
+            http_get(SocketAddr::new(addr, 80), timeout)
+        })
+    }
+
+    /// Polls the VIP from the client every `every` until a body satisfies
+    /// `want` or `limit` passes. Returns (when it did, failed requests).
+    pub fn poll_until(
+        &self,
+        vip: IpAddr,
+        every: Duration,
+        limit: Duration,
+        want: impl Fn(&str) -> bool + Send,
+    ) -> Option<(Instant, u32)> {
+        let ns = self.client_ns.clone();
+        in_netns(&ns, move || {
+            let start = Instant::now();
+            let mut failed = 0;
+            while start.elapsed() < limit {
+                let t = Instant::now();
+                match http_get(
+                    SocketAddr::new(vip, 80),
+                    every.max(Duration::from_millis(50)),
+                ) {
+                    Some(b) if want(&b) => return Some((Instant::now(), failed)),
+                    _ => failed += 1,
+                }
+                if let Some(rest) = every.checked_sub(t.elapsed()) {
+                    std::thread::sleep(rest);
+                }
+            }
+            None
+        })
+    }
+}
+
+/// Runs `f` on a thread that has entered the named network namespace, so
+/// sockets it opens live there; the caller's namespace is untouched.
+pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            // SAFETY: setns on a namespace fd; affects only this thread.
+            let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("netns thread")
+    })
+}
+
+/// A minimal HTTP/1.0 GET of `/`; the body on a 200, else None.
+pub fn http_get(addr: SocketAddr, timeout: Duration) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, timeout).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.set_write_timeout(Some(timeout)).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: lab\r\n\r\n").ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            for c in [n.daemon.take(), n.nginx.take()].into_iter().flatten() {
+                let mut c = c;
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        for mut c in self.extra.drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            for (i, n) in self.nodes.iter().enumerate() {
+                eprintln!(
+                    "--- node{i} nginx-ha log ---\n{}",
+                    fs::read_to_string(n.dir.join("nginx-ha.log")).unwrap_or_default()
+                );
+            }
+        }
+        let mut all: Vec<String> = self.nodes.iter().map(|n| n.ns.clone()).collect();
+        all.push(self.client_ns.clone());
+        all.push(self.bridge_ns.clone());
+        for ns in all {
+            let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! VRRP on real Linux networking: two nodes and a client in network
+//! namespaces, real nginx, the real daemon. Needs root (CI runs it as root).
+
+mod lab;
+
+use lab::{Lab, require_root_and_tools, wait_for};
+use serde_json::{Value, json};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+const VIP4: &str = "192.0.2.100";
+const VIP6: &str = "2001:db8::100";
+
+fn vip4() -> IpAddr {
+    VIP4.parse().unwrap()
+}
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+/// Skew_Time for priority `p` at 100 ms adverts (RFC 5798 §6.1).
+fn skew(p: u64) -> Duration {
+    Duration::from_micros((256 - p) * 100_000 / 256)
+}
+
+fn mdi(p: u64) -> Duration {
+    ms(300) + skew(p)
+}
+
+fn web(vip: &str, extra: Value) -> Value {
+    let mut i = json!({
+        "interface": "eth0",
+        "virtualRouterId": 51,
+        "virtualIps": [format!("{vip}/{}", if vip.contains(':') { 64 } else { 24 })],
+        "advertInterval": "100ms"
+    });
+    if let (Some(o), Some(e)) = (i.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    i
+}
+
+/// Two nodes with nginx and the daemon, priorities 150 and 100; waits for
+/// node0 to hold the VIP and serve it.
+fn pair(vip: &str, extra: impl Fn(usize) -> Value) -> Lab {
+    let mut lab = Lab::new(2, env!("CARGO_BIN_EXE_nginx-ha").as_ref());
+    for i in 0..2 {
+        lab.start_nginx(i);
+    }
+    for (i, prio) in [(0, 150), (1, 100)] {
+        let d = lab.declaration(i, prio, json!({ "web": web(vip, extra(i)) }));
+        lab.start_daemon(i, &d);
+    }
+    let v: IpAddr = vip.parse().unwrap();
+    wait_for(Duration::from_secs(5), || {
+        (lab.holders(v) == vec![0]).then_some(())
+    })
+    .unwrap_or_else(|| panic!("node0 never became the only holder: {:?}", lab.holders(v)));
+    let served = lab.poll_until(v, ms(10), Duration::from_secs(3), |b| b == "node0\n");
+    assert!(served.is_some(), "client never got node0's page");
+    lab
+}
+
+fn no_extra(_: usize) -> Value {
+    json!({})
+}
+
+#[test]
+fn a_two_nodes_elect_one_master_and_serve() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let lab = pair(VIP4, no_extra);
+    assert_eq!(lab.state(0, "web"), "STATE=MASTER");
+    assert_eq!(lab.state(1, "web"), "STATE=BACKUP");
+    // And it stays that way: 10 advert intervals, one holder throughout.
+    for _ in 0..20 {
+        assert_eq!(lab.holders(vip4()), vec![0]);
+        std::thread::sleep(ms(50));
+    }
+    assert_eq!(lab.get(vip4(), ms(500)).as_deref(), Some("node0\n"));
+}
+
+#[test]
+fn b_sigterm_on_master_backup_serves_within_skew_time() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let mut lab = pair(VIP4, no_extra);
+    let start = Instant::now();
+    lab.signal_daemon(0, libc::SIGTERM);
+    let (at, _) = lab
+        .poll_until(vip4(), ms(10), Duration::from_secs(3), |b| b == "node1\n")
+        .expect("backup never served");
+    let took = at - start;
+    assert!(
+        lab.reap_daemon(0).is_some_and(|s| s.success()),
+        "daemon did not exit cleanly"
+    );
+    let bound = skew(100) + ms(100);
+    println!("SIGTERM -> backup serving: {took:?} (bound {bound:?})");
+    assert!(took <= bound, "took {took:?}, bound {bound:?}");
+    assert!(lab.holders(vip4()) == vec![1], "VIP left behind on node0");
+}
+
+#[test]
+fn c_sigkill_on_master_backup_serves_within_master_down_interval() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let lab = pair(VIP4, no_extra);
+    let start = Instant::now();
+    lab.signal_daemon(0, libc::SIGKILL);
+    // The VIP stays on node0 after a crash; remove it as a crashed host's
+    // would vanish, so the client cannot reach the dead master by luck.
+    lab::sh(&[
+        "ip",
+        "-n",
+        &lab.nodes[0].ns,
+        "addr",
+        "del",
+        &format!("{VIP4}/24"),
+        "dev",
+        "eth0",
+    ]);
+    let (at, _) = lab
+        .poll_until(vip4(), ms(10), Duration::from_secs(3), |b| b == "node1\n")
+        .expect("backup never served");
+    let took = at - start;
+    let bound = mdi(100) + ms(100);
+    println!("SIGKILL -> backup serving: {took:?} (bound {bound:?})");
+    assert!(took <= bound, "took {took:?}, bound {bound:?}");
+    assert!(took >= mdi(100) - ms(120), "took over too early: {took:?}");
+}
+
+#[test]
+fn d_link_down_fails_over_and_link_up_preempts_back() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let lab = pair(VIP4, no_extra);
+    lab.set_link(0, false);
+    lab.poll_until(vip4(), ms(10), Duration::from_secs(3), |b| b == "node1\n")
+        .expect("backup never served after link down");
+    assert_eq!(lab.state(0, "web"), "STATE=FAULT");
+    assert!(!lab.holders(vip4()).contains(&0), "FAULT node kept the VIP");
+    lab.set_link(0, true);
+    wait_for(Duration::from_secs(3), || {
+        (lab.holders(vip4()) == vec![0]).then_some(())
+    })
+    .expect("higher priority never preempted back");
+    lab.poll_until(vip4(), ms(10), Duration::from_secs(3), |b| b == "node0\n")
+        .expect("client never reached node0 again");
+}
+
+#[test]
+fn d_link_up_does_not_preempt_with_preempt_off() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let lab = pair(VIP4, |_| json!({ "preempt": false }));
+    lab.set_link(0, false);
+    lab.poll_until(vip4(), ms(10), Duration::from_secs(3), |b| b == "node1\n")
+        .expect("backup never served after link down");
+    lab.set_link(0, true);
+    wait_for(Duration::from_secs(3), || {
+        (lab.state(0, "web") == "STATE=BACKUP").then_some(())
+    })
+    .expect("node0 did not come back as backup");
+    // Several Master_Down_Intervals later node1 still holds it.
+    std::thread::sleep(mdi(150) * 3);
+    assert_eq!(lab.holders(vip4()), vec![1]);
+}
+
+#[test]
+fn e_blocked_vrrp_gives_two_masters_and_healing_converges_with_announcements() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let lab = pair(VIP4, no_extra);
+    lab.block_vrrp(1, 0);
+    lab.block_vrrp(0, 1);
+    wait_for(Duration::from_secs(3), || {
+        (lab.holders(vip4()) == vec![0, 1]).then_some(())
+    })
+    .expect("split brain did not happen while VRRP was blocked");
+    // Point the client at node1 (its GARP did that), then heal.
+    lab.poll_until(vip4(), ms(10), Duration::from_secs(3), |b| b == "node1\n")
+        .expect("client never followed node1's announcement");
+    lab.unblock_vrrp(0);
+    lab.unblock_vrrp(1);
+    let healed = std::time::Instant::now();
+    wait_for(mdi(100) + ms(200), || {
+        (lab.holders(vip4()) == vec![0]).then_some(())
+    })
+    .expect("did not converge to one master within a Master_Down_Interval");
+    println!("converged {:?} after healing", healed.elapsed());
+    // node0's announcements re-point the client without waiting for ARP
+    // to expire.
+    lab.poll_until(vip4(), ms(10), Duration::from_secs(1), |b| b == "node0\n")
+        .expect("client still sent to node1: no announcement");
+}
+
+#[test]
+fn f_ipv6_vip_elects_serves_and_fails_over() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let v6: IpAddr = VIP6.parse().unwrap();
+    let lab = pair(VIP6, no_extra);
+    let start = Instant::now();
+    lab.signal_daemon(0, libc::SIGTERM);
+    let (at, _) = lab
+        .poll_until(v6, ms(10), Duration::from_secs(3), |b| b == "node1\n")
+        .expect("IPv6 backup never served");
+    let took = at - start;
+    println!("IPv6 SIGTERM -> backup serving: {took:?}");
+    assert!(took <= skew(100) + ms(100), "took {took:?}");
+}
+
+#[test]
+fn g_unicast_pair_elects_and_fails_over() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let peers = json!([lab::node_v4(0).to_string(), lab::node_v4(1).to_string()]);
+    let lab = pair(
+        VIP4,
+        |i| json!({ "unicastPeers": peers, "unicastSource": lab::node_v4(i).to_string() }),
+    );
+    let start = Instant::now();
+    lab.signal_daemon(0, libc::SIGTERM);
+    let (at, _) = lab
+        .poll_until(vip4(), ms(10), Duration::from_secs(3), |b| b == "node1\n")
+        .expect("unicast backup never served");
+    let took = at - start;
+    println!("unicast SIGTERM -> backup serving: {took:?}");
+    // A unicast pair takes over at once on priority 0 (fastTakeover auto).
+    assert!(took <= ms(100), "took {took:?}");
+}
+
+#[test]
+fn h_stale_vip_is_cleaned_at_start() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let mut lab = Lab::new(2, env!("CARGO_BIN_EXE_nginx-ha").as_ref());
+    for i in 0..2 {
+        lab.start_nginx(i);
+    }
+    // A crash left the VIP on node1.
+    lab::sh(&[
+        "ip",
+        "-n",
+        &lab.nodes[1].ns,
+        "addr",
+        "add",
+        &format!("{VIP4}/24"),
+        "dev",
+        "eth0",
+    ]);
+    let d1 = lab.declaration(1, 100, json!({ "web": web(VIP4, json!({})) }));
+    lab.start_daemon(1, &d1);
+    wait_for(Duration::from_secs(2), || {
+        lab.daemon_log(1)
+            .contains("removing stale VIP")
+            .then_some(())
+    })
+    .expect("stale VIP not reported");
+    let d0 = lab.declaration(0, 150, json!({ "web": web(VIP4, json!({})) }));
+    lab.start_daemon(0, &d0);
+    wait_for(Duration::from_secs(5), || {
+        (lab.holders(vip4()) == vec![0]).then_some(())
+    })
+    .unwrap_or_else(|| panic!("holders {:?}", lab.holders(vip4())));
+}
