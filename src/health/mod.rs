@@ -1,3 +1,147 @@
-//! Health checks of nginx and friends.
+//! Health checks: the built-in nginx check and the extra http/tcp/exec
+//! checks. Each check runs as its own task and reports verdict changes
+//! (after rise/fall) to the daemon, which turns them into FAULT or a
+//! priority change with keepalived's weight semantics.
 
+pub mod nginx;
+pub mod probe;
+pub mod stub_status;
+pub mod tracker;
 pub mod url;
+
+use crate::config::{Checks, ExtraCheck, ExtraCheckType};
+use std::collections::BTreeMap;
+use stub_status::StubStatus;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracker::Tracker;
+use url::HttpUrl;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub check: String,
+    pub healthy: bool,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Verdict(Verdict),
+    /// The latest stub_status reading, for `status`.
+    Stub(StubStatus),
+}
+
+/// What a check does to the instances that track it (keepalived's weight).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// weight 0: FAULT while failing.
+    Fault,
+    /// weight < 0: subtracted while failing; weight > 0: added while healthy.
+    Weight(i64),
+}
+
+impl Effect {
+    pub fn of(weight: i64) -> Effect {
+        if weight == 0 {
+            Effect::Fault
+        } else {
+            Effect::Weight(weight)
+        }
+    }
+}
+
+/// The running check tasks, by name. Dropping it stops them.
+#[derive(Default)]
+pub struct Running {
+    tasks: BTreeMap<String, (String, JoinHandle<()>)>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for (_, (_, t)) in std::mem::take(&mut self.tasks) {
+            t.abort();
+        }
+    }
+}
+
+/// A check's configuration as a comparable fingerprint, so a reload can
+/// keep checks that did not change (and their verdicts).
+fn fingerprint<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+impl Running {
+    /// Starts, keeps or stops check tasks to match `checks`. Returns the
+    /// names of checks that were (re)started, whose verdicts start over.
+    pub fn sync(&mut self, checks: &Checks, tx: &mpsc::UnboundedSender<Event>) -> Vec<String> {
+        let mut want: BTreeMap<String, String> = BTreeMap::new();
+        if checks.nginx.enable {
+            want.insert(nginx::NAME.into(), fingerprint(&checks.nginx));
+        }
+        for (n, c) in &checks.extra {
+            want.insert(n.clone(), fingerprint(c));
+        }
+        self.tasks.retain(|name, (fp, task)| {
+            let keep = want.get(name) == Some(fp);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        let mut started = Vec::new();
+        for (name, fp) in want {
+            if self.tasks.contains_key(&name) {
+                continue;
+            }
+            let task = if name == nginx::NAME {
+                tokio::spawn(nginx::run(checks.nginx.clone(), tx.clone()))
+            } else if let Some(c) = checks.extra.get(&name) {
+                tokio::spawn(run_extra(name.clone(), c.clone(), tx.clone()))
+            } else {
+                continue;
+            };
+            started.push(name.clone());
+            self.tasks.insert(name, (fp, task));
+        }
+        started
+    }
+}
+
+async fn run_extra(name: String, c: ExtraCheck, tx: mpsc::UnboundedSender<Event>) {
+    let mut tracker = Tracker::new(c.rise as u32, c.fall as u32);
+    let mut tick = tokio::time::interval(c.interval.as_duration());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let limit = c.timeout.as_duration();
+    let url = c.url.as_deref().and_then(|u| HttpUrl::parse(u).ok());
+    let addr = c.address.as_deref().and_then(|a| a.parse().ok());
+    loop {
+        tick.tick().await;
+        let r = match c.kind {
+            ExtraCheckType::Http => match &url {
+                Some(u) => match probe::http_get(u, limit).await {
+                    Ok((code, _)) if u64::from(code) == c.expect_status.unwrap_or(200) => Ok(()),
+                    Ok((code, _)) => Err(format!("answered {code}")),
+                    Err(e) => Err(e),
+                },
+                None => Err("no valid url".into()),
+            },
+            ExtraCheckType::Tcp => match addr {
+                Some(a) => probe::tcp_connect(a, limit).await,
+                None => Err("no valid address".into()),
+            },
+            ExtraCheckType::Exec => probe::exec(c.command.as_deref().unwrap_or(&[]), limit).await,
+        };
+        let ok = r.is_ok();
+        if let Some(h) = tracker.record(ok) {
+            let detail = match r {
+                Ok(()) => "passing".to_string(),
+                Err(e) => e,
+            };
+            let _ = tx.send(Event::Verdict(Verdict {
+                check: name.clone(),
+                healthy: h,
+                detail,
+            }));
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The built-in nginx check: the master process watched as an event
+//! (pidfd), plus stub_status probed every interval.
+//!
+//! A pidfd becomes readable the moment the process exits, zombie or not,
+//! so nginx's death is seen in microseconds instead of at the next poll;
+//! "the PID exists" is never taken as "nginx is alive". When nginx comes
+//! back (systemd restarts it) the pidfile is re-read and the watch re-armed.
+
+use super::probe::http_get;
+use super::stub_status::{self, StubStatus};
+use super::tracker::Tracker;
+use super::url::HttpUrl;
+use super::{Event, Verdict};
+use crate::config::NginxCheck;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::Path;
+use std::time::Duration;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+
+/// How often the pidfile is looked at while no nginx is running.
+const PIDFILE_POLL: Duration = Duration::from_millis(50);
+
+pub const NAME: &str = "nginx";
+
+fn read_pid(path: &Path) -> Option<i32> {
+    let s = std::fs::read_to_string(path).ok()?;
+    let pid: i32 = s.trim().parse().ok()?;
+    (pid > 1).then_some(pid)
+}
+
+/// A stale pidfile can name a PID that now belongs to something else. When
+/// /proc lets us look, the process must be nginx; when it does not
+/// (ProtectProc=invisible hides other users' processes) the pidfile is
+/// trusted.
+fn looks_like_nginx(pid: i32) -> bool {
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(c) => c.windows(5).any(|w| w == b"nginx"),
+        Err(_) => true,
+    }
+}
+
+fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
+    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new fd.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd and nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+struct Watch {
+    pid: i32,
+    fd: AsyncFd<OwnedFd>,
+}
+
+fn arm(pidfile: &Path) -> Option<Watch> {
+    let pid = read_pid(pidfile)?;
+    if !looks_like_nginx(pid) {
+        return None;
+    }
+    let fd = pidfd_open(pid).ok()?;
+    // SAFETY: the OwnedFd stays owned by the AsyncFd until it is dropped.
+    let fd = unsafe { AsyncFd::register(fd).ok()? };
+    Some(Watch { pid, fd })
+}
+
+pub async fn run(cfg: NginxCheck, tx: mpsc::UnboundedSender<Event>) {
+    let Ok(url) = HttpUrl::parse(&cfg.status_url) else {
+        return;
+    };
+    let mut tracker = Tracker::new(cfg.rise as u32, cfg.fall as u32);
+    let mut watch = arm(&cfg.pid_file);
+    let mut probe = tokio::time::interval(cfg.interval.as_duration());
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pidfile_poll = tokio::time::interval(PIDFILE_POLL);
+    let send = |healthy: bool, detail: String| {
+        let _ = tx.send(Event::Verdict(Verdict {
+            check: NAME.to_string(),
+            healthy,
+            detail,
+        }));
+    };
+    loop {
+        tokio::select! {
+            r = async { watch.as_ref().map(|w| w.fd.readable()) .expect("guarded").await }, if watch.is_some() => {
+                let pid = watch.as_ref().map_or(0, |w| w.pid);
+                if r.is_ok() {
+                    watch = None;
+                    if tracker.fail_now().is_some() {
+                        send(false, format!("nginx master process {pid} exited"));
+                    }
+                }
+            }
+            _ = pidfile_poll.tick(), if watch.is_none() => {
+                watch = arm(&cfg.pid_file);
+            }
+            _ = probe.tick() => {
+                let result: Result<StubStatus, String> = if watch.is_none() {
+                    Err(format!("nginx is not running (pidfile {})", cfg.pid_file.display()))
+                } else {
+                    match http_get(&url, cfg.timeout.as_duration()).await {
+                        Ok((200, body)) => stub_status::parse(&body).map_err(|e| e.to_string()),
+                        Ok((code, _)) => Err(format!("{} answered {code}", cfg.status_url)),
+                        Err(e) => Err(format!("{}: {e}", cfg.status_url)),
+                    }
+                };
+                match result {
+                    Ok(s) => {
+                        let _ = tx.send(Event::Stub(s));
+                        if tracker.record(true).is_some() {
+                            send(true, "nginx is running and stub_status answers".into());
+                        }
+                    }
+                    Err(e) => {
+                        if tracker.record(false).is_some() {
+                            send(false, e);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
