@@ -70,7 +70,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .map_err(|_| format!("\"{text}\" is not a valid number"))?
     };
     let total_scaled = int * micros_per_unit * scale + frac * micros_per_unit;
-    if total_scaled % scale != 0 {
+    if !total_scaled.is_multiple_of(scale) {
         return Err(format!("\"{text}\" is finer than a microsecond"));
     }
     let micros = total_scaled / scale;
@@ -85,9 +85,9 @@ pub fn format_duration(d: Duration) -> String {
     if us == 0 {
         return "0s".into();
     }
-    if us % 1_000_000 == 0 {
+    if us.is_multiple_of(1_000_000) {
         format!("{}s", us / 1_000_000)
-    } else if us % 1_000 == 0 {
+    } else if us.is_multiple_of(1_000) {
         format!("{}ms", us / 1_000)
     } else {
         format!("{us}us")

@@ -213,27 +213,26 @@ fn validate_instance(
     let ai = inst.advert_interval.as_duration();
     let ai_path = format!("{at}.advertInterval");
     match inst.version {
-        2 => {
-            if ai.subsec_nanos() != 0 || ai.is_zero() || ai > Duration::from_secs(255) {
-                p.push(
-                    &ai_path,
-                    format!(
-                        "{}: VRRPv2 carries whole seconds 1..=255 (RFC 3768 §5.3.7); use version 3 for sub-second adverts",
-                        inst.advert_interval
-                    ),
-                );
-            }
+        2 if ai.subsec_nanos() != 0 || ai.is_zero() || ai > Duration::from_secs(255) => {
+            p.push(
+                &ai_path,
+                format!(
+                    "{}: VRRPv2 carries whole seconds 1..=255 (RFC 3768 §5.3.7); use version 3 for sub-second adverts",
+                    inst.advert_interval
+                ),
+            );
         }
-        3 => {
-            if ai.as_micros() % 10_000 != 0 || ai.is_zero() || ai > Duration::from_millis(40_950) {
-                p.push(
-                    &ai_path,
-                    format!(
-                        "{}: VRRPv3 carries centiseconds 1..=4095 (RFC 5798 §5.2.7): use a multiple of 10ms up to 40.95s",
-                        inst.advert_interval
-                    ),
-                );
-            }
+        3 if !ai.as_micros().is_multiple_of(10_000)
+            || ai.is_zero()
+            || ai > Duration::from_millis(40_950) =>
+        {
+            p.push(
+                &ai_path,
+                format!(
+                    "{}: VRRPv3 carries centiseconds 1..=4095 (RFC 5798 §5.2.7): use a multiple of 10ms up to 40.95s",
+                    inst.advert_interval
+                ),
+            );
         }
         _ => {}
     }
