@@ -27,6 +27,9 @@ impl Problems {
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
 }
 
 /// Names that end up in file names, log fields and nginx identifiers.
@@ -97,6 +100,9 @@ pub fn validate(d: &Declaration) -> Vec<Problem> {
     validate_notify(&mut p, d);
     if let Some(nginx) = &d.nginx {
         super::nginx::validate(&mut p, nginx);
+        if d.checks.nginx.enable {
+            super::nginx::check_status_url(&mut p, nginx, &d.checks.nginx.status_url);
+        }
     }
     p.into_vec()
 }
