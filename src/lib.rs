@@ -6,4 +6,5 @@
 
 pub mod config;
 pub mod health;
+pub mod render;
 pub mod vrrp;
