@@ -35,6 +35,44 @@ const REFUSED_DIRECTIVES: &[&str] = &[
     "ssl_certificate",
     "ssl_certificate_key",
     "stub_status",
+    // Rendered from the declaration's own fields; a second copy is an nginx
+    // "directive is duplicate" error.
+    "proxy_http_version",
+    "ssl_protocols",
+    "ssl_ciphers",
+    "ssl_prefer_server_ciphers",
+    "ssl_session_timeout",
+    "ssl_session_cache",
+    "ssl_session_tickets",
+    "ssl_stapling",
+    "ssl_stapling_verify",
+    "ssl_reject_handshake",
+    "http2",
+];
+
+/// Directives nginx accepts more than once per block. Any other name given
+/// twice in one block is an nginx "directive is duplicate" error, so the
+/// escape hatch refuses it up front.
+const REPEATABLE_DIRECTIVES: &[&str] = &[
+    "add_header",
+    "add_trailer",
+    "proxy_set_header",
+    "proxy_hide_header",
+    "proxy_pass_header",
+    "proxy_cookie_path",
+    "proxy_cookie_domain",
+    "proxy_redirect",
+    "allow",
+    "deny",
+    "error_page",
+    "rewrite",
+    "set",
+    "sub_filter",
+    "access_log",
+    "limit_req",
+    "limit_conn",
+    "set_real_ip_from",
+    "ssl_conf_command",
 ];
 
 pub fn validate(p: &mut Problems, n: &Nginx) {
@@ -407,6 +445,18 @@ fn check_directives(p: &mut Problems, at: &str, ds: &[Directive]) {
                 ),
             );
         }
+        if name_ok
+            && !REPEATABLE_DIRECTIVES.contains(&d.name.as_str())
+            && ds[..i].iter().any(|o| o.name == d.name)
+        {
+            p.push(
+                format!("{dp}.name"),
+                format!(
+                    "\"{}\" is given twice; nginx allows it once per block",
+                    d.name
+                ),
+            );
+        }
         if d.args.len() > 16 {
             p.push(format!("{dp}.args"), "at most 16 arguments");
         }
@@ -560,7 +610,7 @@ pub fn check_status_url(p: &mut Problems, n: &Nginx, status_url: &str) {
                 "\"{}\" does not match nginx.statusPage (http://{}{})",
                 show(status_url),
                 s.listen,
-                s.path
+                show(&s.path)
             ),
         );
     }
