@@ -9,4 +9,5 @@ pub mod daemon;
 pub mod health;
 pub mod logging;
 pub mod net;
+pub mod render;
 pub mod vrrp;

@@ -22,6 +22,20 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Render the declaration's `nginx` part as an http-level nginx config
+    /// (to be included inside `http {}`).
+    RenderNginx {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Write here (atomically: temp file + rename) instead of stdout.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// The nginx version that will load the file (e.g. 1.26.3, or the
+        /// output of `nginx -v`). Default: syntax every supported nginx
+        /// (1.22 and later) accepts.
+        #[arg(long)]
+        nginx_version: Option<nginx_ha::render::NginxVersion>,
+    },
     /// Run the daemon.
     Run {
         #[arg(long, short)]
@@ -52,6 +66,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::CheckConfig { config } => check_config(&config),
+        Cmd::RenderNginx {
+            config,
+            out,
+            nginx_version,
+        } => render_nginx(&config, out.as_deref(), nginx_version),
         Cmd::Run {
             config,
             runtime_dir,
@@ -91,4 +110,54 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn render_nginx(
+    path: &std::path::Path,
+    out: Option<&std::path::Path>,
+    nginx_version: Option<nginx_ha::render::NginxVersion>,
+) -> ExitCode {
+    use nginx_ha::render::{RenderOptions, render_declaration, write_atomically};
+    let decl = match nginx_ha::config::load(path) {
+        Ok(d) => d,
+        Err(e) => {
+            for line in e.lines() {
+                eprintln!("{}: {line}", path.display());
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = RenderOptions {
+        nginx_version,
+        ..RenderOptions::default()
+    };
+    let text = match render_declaration(&decl, &opts) {
+        Ok(t) => t,
+        Err(e) => {
+            for line in e.to_string().lines() {
+                eprintln!("{}: {line}", path.display());
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    match out {
+        None => {
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            if let Err(e) = stdout
+                .write_all(text.as_bytes())
+                .and_then(|_| stdout.flush())
+            {
+                eprintln!("cannot write to stdout: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        Some(o) => {
+            if let Err(e) = write_atomically(o, text.as_bytes()) {
+                eprintln!("cannot write {}: {e}", o.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }

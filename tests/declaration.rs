@@ -117,7 +117,7 @@ fn mixed_families_refused() {
 #[test]
 fn vip_needs_a_prefix() {
     let l = problems(|v| v["instances"]["web"]["virtualIps"] = json!(["192.0.2.100"]));
-    assert_refused(&l, "instances.web.virtualIps[0]", "no prefix length");
+    assert_refused(&l, "instances.web.virtualIps.0", "no prefix length");
 }
 
 #[test]

@@ -86,7 +86,7 @@ pub fn parse(bytes: &[u8]) -> Result<Declaration, LoadError> {
     let decl: Declaration = match serde_path_to_error::deserialize(&mut de) {
         Ok(d) => d,
         Err(e) => {
-            let path = e.path().to_string();
+            let path = dotted(&e.path().to_string());
             let inner = e.into_inner();
             let message = if inner.is_syntax() || inner.is_eof() {
                 format!("not valid JSON: {inner}")
@@ -112,6 +112,21 @@ pub fn parse(bytes: &[u8]) -> Result<Declaration, LoadError> {
     } else {
         Err(LoadError::Invalid { problems })
     }
+}
+
+/// serde_path_to_error writes sequence indices as `[0]`; validation
+/// writes `.0`. One form everywhere, so a path can be grepped and matched.
+fn dotted(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut chars = path.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '[' if chars.peek().is_some_and(|d| d.is_ascii_digit()) => out.push('.'),
+            ']' if out.ends_with(|d: char| d.is_ascii_digit()) => {}
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// serde_json appends " at line L column C" to data errors; the JSON path

@@ -27,6 +27,9 @@ impl Problems {
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
 }
 
 /// Names that end up in file names, log fields and nginx identifiers.
@@ -97,6 +100,9 @@ pub fn validate(d: &Declaration) -> Vec<Problem> {
     validate_notify(&mut p, d);
     if let Some(nginx) = &d.nginx {
         super::nginx::validate(&mut p, nginx);
+        if d.checks.nginx.enable {
+            super::nginx::check_status_url(&mut p, nginx, &d.checks.nginx.status_url);
+        }
     }
     p.into_vec()
 }
@@ -213,26 +219,26 @@ fn validate_instance(
     let ai = inst.advert_interval.as_duration();
     let ai_path = format!("{at}.advertInterval");
     match inst.version {
-        2 if (ai.subsec_nanos() != 0 || ai.is_zero() || ai > Duration::from_secs(255)) => {
+        2 if ai.subsec_nanos() != 0 || ai.is_zero() || ai > Duration::from_secs(255) => {
             p.push(
-                    &ai_path,
-                    format!(
-                        "{}: VRRPv2 carries whole seconds 1..=255 (RFC 3768 §5.3.7); use version 3 for sub-second adverts",
-                        inst.advert_interval
-                    ),
-                );
+                &ai_path,
+                format!(
+                    "{}: VRRPv2 carries whole seconds 1..=255 (RFC 3768 §5.3.7); use version 3 for sub-second adverts",
+                    inst.advert_interval
+                ),
+            );
         }
-        3 if (!ai.as_micros().is_multiple_of(10_000)
+        3 if !ai.as_micros().is_multiple_of(10_000)
             || ai.is_zero()
-            || ai > Duration::from_millis(40_950)) =>
+            || ai > Duration::from_millis(40_950) =>
         {
             p.push(
-                    &ai_path,
-                    format!(
-                        "{}: VRRPv3 carries centiseconds 1..=4095 (RFC 5798 §5.2.7): use a multiple of 10ms up to 40.95s",
-                        inst.advert_interval
-                    ),
-                );
+                &ai_path,
+                format!(
+                    "{}: VRRPv3 carries centiseconds 1..=4095 (RFC 5798 §5.2.7): use a multiple of 10ms up to 40.95s",
+                    inst.advert_interval
+                ),
+            );
         }
         _ => {}
     }
