@@ -8,15 +8,21 @@
 #   bad.NAME.result must FAIL to evaluate; stderr must contain bad.NAME.expect
 #
 # NIXPKGS_LIB: a nixpkgs (or nix-community/nixpkgs.lib) checkout, or its
-# lib/ directory.
-{ nixpkgsLib ? builtins.getEnv "NIXPKGS_LIB" }:
+# lib/ directory. flake.nix passes `lib` instead.
+{ lib ? null # nixpkgs lib, when called from Nix (flake.nix)
+, nixpkgsLib ? builtins.getEnv "NIXPKGS_LIB" # else a path, from .ci/nix-checks
+}:
 let
   libPath =
     let p = /. + nixpkgsLib;
     in if builtins.pathExists (p + "/lib/default.nix") then p + "/lib" else p;
-  lib =
-    if nixpkgsLib == "" then throw "NIXPKGS_LIB is not set"
+  lib' =
+    if lib != null then lib
+    else if nixpkgsLib == "" then throw "NIXPKGS_LIB is not set"
     else import libPath;
+in
+let
+  lib = lib';
   inherit (lib) mkOption types;
 
   fakeDrv = name: extra: {
