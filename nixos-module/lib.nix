@@ -1,0 +1,187 @@
+# Helpers shared by the option declarations, the assertions and the JSON
+# generation of services.nginxHa. Only nixpkgs `lib` is needed, so
+# eval-test.nix can load this without a full nixpkgs.
+{ lib }:
+let
+  digits = s:
+    lib.foldl' (acc: c: acc * 10 + (lib.strings.charToInt c - 48)) 0
+      (lib.stringToCharacters s);
+
+  pow10 = n: if n == 0 then 1 else 10 * pow10 (n - 1);
+
+  microsPerUnit = {
+    us = 1;
+    "µs" = 1;
+    ms = 1000;
+    s = 1000000;
+    m = 60000000;
+    min = 60000000;
+    h = 3600000000;
+  };
+
+  # The daemon's duration syntax (src/config/duration.rs). The integer part
+  # is capped at 9 digits, a little stricter than the daemon's 12, so the
+  # arithmetic below stays inside Nix' 64-bit integers (999999999h fits).
+  durationRegex = "([0-9]{1,9})(\\.([0-9]{1,9}))?(us|µs|ms|s|m|min|h)";
+
+  ipv4Octet = "(0|[1-9][0-9]?|1[0-9][0-9]|2[0-4][0-9]|25[0-5])";
+  ipv4Regex = "${ipv4Octet}\\.${ipv4Octet}\\.${ipv4Octet}\\.${ipv4Octet}";
+  # Loose on purpose: the exact IPv6 grammar is enforced by check-config at
+  # build time; this only catches typos early with the option's name.
+  ipv6Regex = "[0-9a-fA-F:.]*:[0-9a-fA-F:.]*";
+in
+rec {
+  # Microseconds for a duration string, or null when it is not one (or is
+  # finer than a microsecond, which the daemon refuses too).
+  toMicros = s:
+    let
+      m = builtins.match durationRegex s;
+      int = digits (builtins.elemAt m 0);
+      frac = builtins.elemAt m 2;
+      unit = microsPerUnit.${builtins.elemAt m 3};
+      fracScaled = if frac == null then 0 else digits frac * unit;
+      scale = if frac == null then 1 else pow10 (builtins.stringLength frac);
+    in
+    if !(builtins.isString s) || m == null then null
+    else if lib.mod fracScaled scale != 0 then null
+    else int * unit + fracScaled / scale;
+
+  isIPv4 = s: builtins.isString s && builtins.match ipv4Regex s != null;
+  isIPv6 = s:
+    builtins.isString s
+    && builtins.match ipv6Regex s != null
+    && builtins.stringLength s <= 45
+    && !(lib.hasInfix ":::" s)
+    && builtins.length (lib.splitString "::" s) <= 2;
+  isIP = s: isIPv4 s || isIPv6 s;
+
+  # "192.0.2.10/24" -> { addr = "192.0.2.10"; len = 24; }, or null.
+  splitPrefix = s:
+    let m = builtins.match "([^/]+)/([0-9]{1,3})" s;
+    in if !(builtins.isString s) || m == null then null else {
+      addr = builtins.elemAt m 0;
+      len = digits (builtins.elemAt m 1);
+    };
+
+  isPrefix = s:
+    let p = splitPrefix s;
+    in p != null && (
+      (isIPv4 p.addr && p.len <= 32) || (isIPv6 p.addr && p.len <= 128)
+    );
+
+  # Addresses that can be neither a VIP nor a peer. IPv6 is compared on the
+  # usual spellings only; check-config sees every other spelling.
+  isUnspecified = a: a == "0.0.0.0" || a == "::";
+  isMulticast = a:
+    if isIPv4 a then
+      let o = digits (builtins.head (lib.splitString "." a)); in o >= 224 && o <= 239
+    else lib.hasPrefix "ff" (lib.toLower a);
+  isLoopback = a: lib.hasPrefix "127." a || a == "::1";
+
+  family = a: if isIPv4 a then "IPv4" else "IPv6";
+
+  # What checks.*.statusUrl/url accept: http://HOST[:PORT][/PATH] with HOST
+  # an IP literal or localhost (no DNS inside a health check).
+  parseHttpUrl = url:
+    let
+      m = builtins.match "http://(\\[([^]]*)]|([^/:]*))(:([0-9]{1,5}))?(/[^[:space:]]*)?" url;
+      host = if builtins.elemAt m 1 != null then builtins.elemAt m 1 else builtins.elemAt m 2;
+      port = if builtins.elemAt m 4 == null then 80 else digits (builtins.elemAt m 4);
+      path = if builtins.elemAt m 5 == null then "/" else builtins.elemAt m 5;
+    in
+    if !(builtins.isString url) || m == null then null
+    else if !(host == "localhost" || isIP host) then null
+    else if port < 1 || port > 65535 then null
+    else { inherit host port path; };
+
+  isLoopbackHost = h: h == "localhost" || isLoopback h;
+
+  # An absolute path the daemon is allowed to be pointed at.
+  isSafeAbsPath = p:
+    let s = toString p;
+    in lib.hasPrefix "/" s
+      && !(builtins.elem ".." (lib.splitString "/" s))
+      && builtins.match ".*[[:cntrl:]].*" s == null
+      && builtins.stringLength s <= 4096;
+
+  # Names that end up in file names, credential names and log fields.
+  isSafeName = s: builtins.match "[A-Za-z0-9_-]{1,64}" s != null;
+
+  types = {
+    duration = lib.mkOptionType {
+      name = "nginxHaDuration";
+      description = ''duration string with a unit (us, ms, s, m, h), e.g. "100ms" or "1.5s"'';
+      descriptionClass = "noun";
+      check = x: toMicros x != null;
+      merge = lib.options.mergeEqualOption;
+    };
+
+    ipAddress = lib.mkOptionType {
+      name = "nginxHaIpAddress";
+      description = "IPv4 or IPv6 address";
+      descriptionClass = "noun";
+      check = isIP;
+      merge = lib.options.mergeEqualOption;
+    };
+
+    ipPrefix = lib.mkOptionType {
+      name = "nginxHaIpPrefix";
+      description = ''IP address with prefix length, e.g. "192.0.2.100/24"'';
+      descriptionClass = "noun";
+      check = isPrefix;
+      merge = lib.options.mergeEqualOption;
+    };
+
+    absolutePath = lib.types.addCheck
+      (lib.types.strMatching "/.*"
+        // { description = ''absolute path without ".." components''; })
+      isSafeAbsPath;
+
+    interfaceName = lib.types.addCheck
+      # Linux: at most 15 bytes, printable ASCII, no '/' or ':' and not "."
+      # or "..".
+      (lib.types.strMatching "[!-.0-9;-~]{1,15}")
+      (s: s != "." && s != "..");
+
+    safeName = lib.types.strMatching "[A-Za-z0-9_-]{1,64}";
+
+    argv = lib.types.nonEmptyListOf lib.types.str;
+  };
+
+  # Values the daemon uses for a key the declaration leaves out
+  # (src/config/types.rs). The module leaves unset options out of the JSON
+  # so the daemon's defaults apply; it needs these copies only to check
+  # rules that depend on them (VRRPv2 intervals, timeouts) and to build the
+  # nginx status page that the default statusUrl points at.
+  daemonDefaults = {
+    version = 3;
+    advertInterval = "1s";
+    preemptDelay = "0s";
+    addressOwner = false;
+    v3ChecksumAsV2 = false;
+    announce = { count = 5; delay = "200ms"; refresh = "0s"; };
+    checks = {
+      enable = true;
+      pidFile = "/run/nginx/nginx.pid";
+      statusUrl = "http://127.0.0.1:8081/nginx_status";
+      interval = "1s";
+      timeout = "500ms";
+      rise = 2;
+      fall = 2;
+      weight = 0;
+    };
+    notifyTimeout = "10s";
+  };
+
+  orDefault = v: d: if v == null then d else v;
+
+  # Drops nulls (unset options) everywhere, so the daemon's own defaults
+  # apply, and turns path values into strings so nothing is copied into the
+  # store by builtins.toJSON.
+  clean = v:
+    if builtins.isAttrs v then
+      lib.mapAttrs (_: clean) (lib.filterAttrs (_: x: x != null) v)
+    else if builtins.isList v then map clean v
+    else if builtins.isPath v then toString v
+    else v;
+}
