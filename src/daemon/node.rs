@@ -195,7 +195,11 @@ impl Daemon {
             } else {
                 "multicast".into()
             },
-            if plan.fast_takeover { ", fast takeover" } else { "" }
+            if plan.fast_takeover(primary) {
+                ", fast takeover"
+            } else {
+                ""
+            }
         );
         let core = Instance::new(plan.core_config(primary));
         state_file::write(&self.opts.runtime_dir, &plan.name, State::Initialize);
@@ -221,12 +225,23 @@ impl Daemon {
         }
     }
 
+    /// Starts an instance once every check it tracks has a first verdict:
+    /// starting earlier would either take the VIP with an untested nginx or
+    /// report a FAULT that is only "not known yet".
     async fn start_one(&mut self, i: usize) {
         let now = self.now();
-        let r = &mut self.insts[i];
-        if r.core.state() != State::Initialize {
+        if self.insts[i].core.state() != State::Initialize {
             return;
         }
+        let pending: Vec<String> = self
+            .tracked(i)
+            .into_iter()
+            .filter(|n| self.checks.get(n).is_some_and(|c| c.healthy.is_none()))
+            .collect();
+        if !pending.is_empty() {
+            return;
+        }
+        let r = &mut self.insts[i];
         let mut a = Vec::new();
         if let Some(why) = r.faults.values().next().cloned() {
             a.extend(r.core.handle(now, Input::Fault(why)));
@@ -385,6 +400,7 @@ impl Daemon {
                     self.exec(i, a).await;
                     self.set_check_faults(i, fault).await;
                 }
+                self.start_all().await;
                 self.report_status();
             }
         }
@@ -403,10 +419,14 @@ impl Daemon {
         let mut faults = Vec::new();
         let mut prio = i64::from(self.insts[i].plan.priority);
         for name in self.tracked(i) {
+            // Undecided checks have no effect: instances wait for them
+            // before they start (start_one).
+            let Some(healthy) = self.checks.get(&name).and_then(|c| c.healthy) else {
+                continue;
+            };
             let Some(c) = self.checks.get(&name) else {
                 continue;
             };
-            let healthy = c.healthy == Some(true);
             match Effect::of(c.weight) {
                 Effect::Fault if !healthy => {
                     faults.push((name.clone(), format!("check {name}: {}", c.detail)))
