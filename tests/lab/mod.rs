@@ -255,6 +255,11 @@ http {{
             d = d.display(),
             name = self.nodes[i].name
         );
+        self.spawn_nginx(i, &conf);
+    }
+
+    fn spawn_nginx(&mut self, i: usize, conf: &str) {
+        let d = self.nodes[i].dir.clone();
         fs::write(d.join("nginx.conf"), conf).expect("nginx.conf");
         let _ = fs::remove_file(d.join("nginx.pid"));
         let child = self
@@ -270,6 +275,49 @@ http {{
         let pidfile = d.join("nginx.pid");
         wait_for(Duration::from_secs(5), || pidfile.exists().then_some(()))
             .expect("nginx wrote its pidfile");
+    }
+
+    /// Starts nginx with the http-level config that `nginx-ha render-nginx`
+    /// renders from `decl` (its `nginx` part), instead of the lab's own.
+    pub fn start_nginx_rendered(&mut self, i: usize, decl: &serde_json::Value) {
+        let d = self.nodes[i].dir.clone();
+        let src = d.join("render-input.json");
+        fs::write(&src, serde_json::to_vec_pretty(decl).expect("json")).expect("write");
+        let rendered = d.join("rendered.conf");
+        let out = Command::new(&self.daemon_bin)
+            .args(["render-nginx", "--config"])
+            .arg(&src)
+            .arg("--out")
+            .arg(&rendered)
+            .output()
+            .expect("render-nginx");
+        assert!(
+            out.status.success(),
+            "render-nginx: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let conf = format!(
+            r#"daemon off;
+master_process on;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/tmp-body;
+    proxy_temp_path {d}/tmp-proxy;
+    fastcgi_temp_path {d}/tmp-fcgi;
+    uwsgi_temp_path {d}/tmp-uwsgi;
+    scgi_temp_path {d}/tmp-scgi;
+    default_type text/plain;
+    include {r};
+}}
+"#,
+            d = d.display(),
+            r = rendered.display()
+        );
+        self.spawn_nginx(i, &conf);
     }
 
     pub fn nginx_pidfile(&self, i: usize) -> PathBuf {
