@@ -69,6 +69,8 @@ pub struct Daemon {
     maintenance: bool,
     hooks: Hooks,
     rx_dropped: BTreeMap<&'static str, u64>,
+    /// Addresses on each interface we use, for the source-subnet check.
+    if_addrs: BTreeMap<u32, Vec<(IpAddr, u8)>>,
     /// Adverts the reader tasks dropped because the loop was behind.
     overflow: Arc<AtomicU64>,
 }
@@ -122,6 +124,7 @@ impl Daemon {
             maintenance,
             hooks: Hooks::start(),
             rx_dropped: BTreeMap::new(),
+            if_addrs: BTreeMap::new(),
             overflow: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -170,6 +173,7 @@ impl Daemon {
         }
         let on_link = self.net.addresses(idx).await?;
         let primary = plan.pick_primary(&on_link);
+        self.if_addrs.insert(idx, on_link);
         let mut faults = BTreeMap::new();
         if self.maintenance {
             faults.insert(FaultSource::Maintenance, "maintenance mode".to_string());
@@ -315,10 +319,14 @@ impl Daemon {
             return self.count_drop("unknown_vrid");
         };
         let r = &self.insts[i];
-        if r.plan.unicast() && !r.peers.contains(&pkt.ip.src) {
-            // In unicast mode only the configured peers take part; anyone
-            // else on the segment could otherwise steal the VIP.
-            return self.count_drop("not_a_peer");
+        if r.plan.unicast() {
+            if !r.peers.contains(&pkt.ip.src) {
+                // In unicast mode only the configured peers take part;
+                // anyone else on the segment could otherwise steal the VIP.
+                return self.count_drop("not_a_peer");
+            }
+        } else if !self.on_our_link(key.0, pkt.ip.src) {
+            return self.count_drop("foreign_source");
         }
         let now = self.now();
         let a = self.insts[i].core.handle(
@@ -332,7 +340,32 @@ impl Daemon {
         self.exec(i, a).await;
     }
 
+    /// RFC 5798 §5.1.1.1/§5.1.2.1: a multicast advert comes from the
+    /// sender's primary address on this link: an IPv4 address inside one of
+    /// our prefixes, or an IPv6 link-local address. Anything else cannot be
+    /// a router on this segment, whatever priority it claims.
+    fn on_our_link(&self, ifindex: u32, src: IpAddr) -> bool {
+        match src {
+            IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+            IpAddr::V4(v4) => self.if_addrs.get(&ifindex).is_some_and(|addrs| {
+                addrs.iter().any(|(a, len)| match a {
+                    IpAddr::V4(a) if *len <= 32 => {
+                        let mask = u32::MAX.checked_shl(32 - u32::from(*len)).unwrap_or(0);
+                        u32::from(*a) & mask == u32::from(v4) & mask
+                    }
+                    _ => false,
+                })
+            }),
+        }
+    }
+
     pub async fn on_net_event(&mut self, ev: NetEvent) {
+        if let NetEvent::Addresses(index) = &ev
+            && self.if_addrs.contains_key(index)
+            && let Ok(a) = self.net.addresses(*index).await
+        {
+            self.if_addrs.insert(*index, a);
+        }
         match ev {
             NetEvent::Link(l) => {
                 for i in 0..self.insts.len() {
