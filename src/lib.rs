@@ -9,5 +9,6 @@ pub mod daemon;
 pub mod health;
 pub mod logging;
 pub mod net;
+pub mod privileges;
 pub mod render;
 pub mod vrrp;

@@ -46,6 +46,27 @@ enum Cmd {
         /// Persistent state (maintenance mode) [default: $STATE_DIRECTORY, else /var/lib/nginx-ha].
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// When started as root, switch to this user (keeping only
+        /// CAP_NET_RAW and CAP_NET_ADMIN).
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Show each instance's state, priority, checks and counters.
+    Status {
+        /// Print the daemon's JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Where the daemon's control socket is [default: $RUNTIME_DIRECTORY, else /run/nginx-ha].
+        #[arg(long)]
+        runtime_dir: Option<PathBuf>,
+    },
+    /// Put this node in maintenance (hand the VIPs over and keep them
+    /// away, across restarts) or take it out.
+    Maintenance {
+        #[arg(value_parser = ["on", "off"])]
+        mode: String,
+        #[arg(long)]
+        runtime_dir: Option<PathBuf>,
     },
 }
 
@@ -71,10 +92,51 @@ fn main() -> ExitCode {
             out,
             nginx_version,
         } => render_nginx(&config, out.as_deref(), nginx_version),
+        Cmd::Status { json, runtime_dir } => {
+            let dir =
+                runtime_dir.unwrap_or_else(|| dir_from_env("RUNTIME_DIRECTORY", "/run/nginx-ha"));
+            match nginx_ha::daemon::control::status(&dir) {
+                Ok((st, raw)) => {
+                    if json {
+                        println!("{}", raw.trim_end());
+                    } else {
+                        print!("{}", nginx_ha::daemon::control::render(&st));
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("nginx-ha status: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Maintenance { mode, runtime_dir } => {
+            let dir =
+                runtime_dir.unwrap_or_else(|| dir_from_env("RUNTIME_DIRECTORY", "/run/nginx-ha"));
+            let on = mode == "on";
+            match nginx_ha::daemon::control::request(
+                &dir,
+                nginx_ha::daemon::control::Command::Maintenance(on),
+            ) {
+                Ok(answer) if answer.contains("\"ok\":true") => {
+                    println!("maintenance {mode}");
+                    ExitCode::SUCCESS
+                }
+                Ok(answer) => {
+                    eprintln!("nginx-ha maintenance: {}", answer.trim());
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("nginx-ha maintenance: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Run {
             config,
             runtime_dir,
             state_dir,
+            user,
         } => {
             nginx_ha::logging::init(log::LevelFilter::Info);
             let opts = nginx_ha::daemon::Options {
@@ -83,6 +145,7 @@ fn main() -> ExitCode {
                     .unwrap_or_else(|| dir_from_env("RUNTIME_DIRECTORY", "/run/nginx-ha")),
                 state_dir: state_dir
                     .unwrap_or_else(|| dir_from_env("STATE_DIRECTORY", "/var/lib/nginx-ha")),
+                user,
             };
             match nginx_ha::daemon::run(opts) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -34,7 +34,6 @@ pub struct Plan {
     pub vips: Vec<IpPrefix>,
     pub auth: Auth,
     pub checksum: ChecksumStyle,
-    pub fast_takeover: bool,
     pub priority: u8,
 }
 
@@ -81,18 +80,6 @@ pub async fn plan(d: &Declaration, net: &Net) -> Result<Vec<Plan>, SetupError> {
             V3Checksum::AsV2 => ChecksumStyle::AsV2,
             V3Checksum::OldUnicast => ChecksumStyle::OldUnicast,
         };
-        let others = i
-            .unicast_peers
-            .iter()
-            .filter(|p| Some(**p) != i.unicast_source)
-            .count();
-        let fast_takeover = match i.fast_takeover {
-            FastTakeover::On => true,
-            FastTakeover::Off => false,
-            // Safe only when no third node can be competing for the VIP:
-            // a unicast pair has exactly one possible successor.
-            FastTakeover::Auto => !i.unicast_peers.is_empty() && others == 1,
-        };
         out.push(Plan {
             name: name.clone(),
             decl: i.clone(),
@@ -101,7 +88,6 @@ pub async fn plan(d: &Declaration, net: &Net) -> Result<Vec<Plan>, SetupError> {
             vips: i.virtual_ips.clone(),
             auth,
             checksum,
-            fast_takeover,
             priority: base_priority(d, i),
         });
     }
@@ -142,6 +128,18 @@ impl Plan {
             })
     }
 
+    /// Whether a priority-0 advert is answered by taking over at once.
+    pub fn fast_takeover(&self, primary: Option<IpAddr>) -> bool {
+        match self.decl.fast_takeover {
+            FastTakeover::On => true,
+            FastTakeover::Off => false,
+            // Safe only when no third node can be competing for the VIP:
+            // a unicast pair, where this node is the only possible
+            // successor.
+            FastTakeover::Auto => self.unicast() && self.peers(primary).len() == 1,
+        }
+    }
+
     pub fn core_config(&self, primary: Option<IpAddr>) -> Config {
         let version = if self.decl.version == 2 {
             Version::V2
@@ -160,7 +158,7 @@ impl Plan {
             vips: self.vips.iter().map(|v| v.addr).collect(),
             auth: self.auth,
             checksum: self.checksum,
-            fast_takeover: self.fast_takeover,
+            fast_takeover: self.fast_takeover(primary),
         }
     }
 }

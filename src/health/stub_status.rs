@@ -7,9 +7,9 @@
 //! Reading: 0 Writing: 1 Waiting: 1
 //! ```
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StubStatus {
     pub active: u64,

@@ -6,36 +6,45 @@
 pub struct Tracker {
     rise: u32,
     fall: u32,
+    /// Consecutive results that disagree with the verdict (or, before the
+    /// first verdict, agree with `last`).
     streak: u32,
-    healthy: bool,
+    last: Option<bool>,
+    healthy: Option<bool>,
 }
 
 impl Tracker {
-    /// Starts unhealthy: a node takes no VIP before its checks have passed
-    /// `rise` times.
+    /// Starts undecided: the first verdict needs `rise` successes or
+    /// `fall` failures, like every later one. Instances wait for it before
+    /// they start, so a node takes no VIP before its checks have passed.
     pub fn new(rise: u32, fall: u32) -> Tracker {
         Tracker {
             rise: rise.max(1),
             fall: fall.max(1),
             streak: 0,
-            healthy: false,
+            last: None,
+            healthy: None,
         }
     }
 
-    pub fn healthy(&self) -> bool {
+    pub fn healthy(&self) -> Option<bool> {
         self.healthy
     }
 
-    /// Records one result; returns the new verdict when it changed.
+    /// Records one result; returns the verdict when it is new.
     pub fn record(&mut self, ok: bool) -> Option<bool> {
-        if ok == self.healthy {
+        if Some(ok) == self.healthy {
             self.streak = 0;
             return None;
         }
+        if self.last != Some(ok) {
+            self.streak = 0;
+        }
+        self.last = Some(ok);
         self.streak += 1;
         let need = if ok { self.rise } else { self.fall };
         if self.streak >= need {
-            self.healthy = ok;
+            self.healthy = Some(ok);
             self.streak = 0;
             Some(ok)
         } else {
@@ -46,8 +55,9 @@ impl Tracker {
     /// A failure that needs no confirmation (the process is gone).
     pub fn fail_now(&mut self) -> Option<bool> {
         self.streak = 0;
-        if self.healthy {
-            self.healthy = false;
+        self.last = Some(false);
+        if self.healthy != Some(false) {
+            self.healthy = Some(false);
             Some(false)
         } else {
             None
@@ -58,6 +68,18 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_verdict_needs_rise_or_fall() {
+        let mut t = Tracker::new(2, 3);
+        assert_eq!(t.record(false), None);
+        assert_eq!(t.record(true), None);
+        assert_eq!(t.healthy(), None);
+        assert_eq!(t.record(true), Some(true));
+        let mut t = Tracker::new(2, 2);
+        assert_eq!(t.record(false), None);
+        assert_eq!(t.record(false), Some(false));
+    }
 
     #[test]
     fn rise_and_fall_need_streaks() {
@@ -71,7 +93,7 @@ mod tests {
         assert_eq!(t.record(false), None);
         assert_eq!(t.record(false), None);
         assert_eq!(t.record(false), Some(false));
-        assert!(!t.healthy());
+        assert_eq!(t.healthy(), Some(false));
     }
 
     #[test]
@@ -80,5 +102,7 @@ mod tests {
         t.record(true);
         assert_eq!(t.fail_now(), Some(false));
         assert_eq!(t.fail_now(), None);
+        // Undecided becomes failing at once too.
+        assert_eq!(Tracker::new(1, 5).fail_now(), Some(false));
     }
 }

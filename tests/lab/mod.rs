@@ -294,10 +294,48 @@ http {{
     }
 
     pub fn start_daemon(&mut self, i: usize, decl: &serde_json::Value) {
-        let d = self.nodes[i].dir.clone();
-        let cfg = d.join("nginx-ha.json");
+        self.start_daemon_with(i, decl, &[], &[]);
+    }
+
+    pub fn write_declaration(&self, i: usize, decl: &serde_json::Value) -> PathBuf {
+        let cfg = self.nodes[i].dir.join("nginx-ha.json");
         fs::write(&cfg, serde_json::to_vec_pretty(decl).expect("json")).expect("write decl");
-        let log = fs::File::create(d.join("nginx-ha.log")).expect("log file");
+        cfg
+    }
+
+    pub fn runtime_dir(&self, i: usize) -> PathBuf {
+        self.nodes[i].dir.join("run")
+    }
+
+    pub fn daemon_pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].daemon.as_ref().map(|c| c.id())
+    }
+
+    /// Runs `nginx-ha ARGS --runtime-dir <node i's>` (the control socket is
+    /// a file, reachable from any network namespace).
+    pub fn cli(&self, i: usize, args: &[&str]) -> Output {
+        Command::new(&self.daemon_bin)
+            .args(args)
+            .arg("--runtime-dir")
+            .arg(self.runtime_dir(i))
+            .output()
+            .expect("run nginx-ha")
+    }
+
+    pub fn start_daemon_with(
+        &mut self,
+        i: usize,
+        decl: &serde_json::Value,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) {
+        let d = self.nodes[i].dir.clone();
+        let cfg = self.write_declaration(i, decl);
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("nginx-ha.log"))
+            .expect("log file");
         let child = self
             .ns_cmd(
                 &self.nodes[i].ns.clone(),
@@ -310,6 +348,8 @@ http {{
             .arg(d.join("run"))
             .arg("--state-dir")
             .arg(d.join("state"))
+            .args(args)
+            .envs(env.iter().copied())
             .env("NGINX_HA_LOG_STDERR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -355,10 +395,17 @@ http {{
         st
     }
 
-    /// kill -9 of the nginx master (its workers exit when it does).
+    /// kill -9 of nginx, master first, as `systemctl kill -s KILL nginx`
+    /// does to the whole unit: orphaned workers would otherwise keep port
+    /// 80 and stop the next nginx from starting.
     pub fn kill_nginx(&mut self, i: usize) {
         if let Some(mut c) = self.nodes[i].nginx.take() {
+            let workers = children_of(c.id());
             let _ = c.kill();
+            for w in workers {
+                // SAFETY: kill(2) on the workers of the nginx this lab started.
+                unsafe { libc::kill(w as i32, libc::SIGKILL) };
+            }
             let _ = c.wait();
         }
     }
@@ -500,6 +547,19 @@ http {{
     }
 }
 
+/// The direct children of a process (nginx's workers).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Ok(c) = fs::read_to_string(t.path().join("children")) {
+                out.extend(c.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            }
+        }
+    }
+    out
+}
+
 /// Runs `f` on a thread that has entered the named network namespace, so
 /// sockets it opens live there; the caller's namespace is untouched.
 pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
@@ -533,9 +593,17 @@ pub fn http_get(addr: SocketAddr, timeout: Duration) -> Option<String> {
 impl Drop for Lab {
     fn drop(&mut self) {
         for n in &mut self.nodes {
-            for c in [n.daemon.take(), n.nginx.take()].into_iter().flatten() {
-                let mut c = c;
+            if let Some(mut c) = n.daemon.take() {
                 let _ = c.kill();
+                let _ = c.wait();
+            }
+            if let Some(mut c) = n.nginx.take() {
+                let workers = children_of(c.id());
+                let _ = c.kill();
+                for w in workers {
+                    // SAFETY: kill(2) on the workers of an nginx we started.
+                    unsafe { libc::kill(w as i32, libc::SIGKILL) };
+                }
                 let _ = c.wait();
             }
         }

@@ -1,0 +1,851 @@
+//! The daemon's state: running instances, their sockets, faults, checks,
+//! and how core actions become packets, addresses, logs and hooks.
+
+use super::control::{self, CheckStatus, Command, Counters, InstanceStatus, Request, Status};
+use super::hooks::{Hooks, Job};
+use super::setup::{self, Plan};
+use super::{DaemonError, Options, io_err, state_file, systemd};
+use crate::config::{self, Declaration};
+use crate::health::stub_status::StubStatus;
+use crate::health::{self, Effect, Event, Verdict};
+use crate::net::announce::Announcer;
+use crate::net::netlink::{Net, NetEvent};
+use crate::net::vrrp_socket::{Received, VrrpSocket};
+use crate::vrrp::instance::{Action, Input, Instance, State};
+use crate::vrrp::packet::{Advert, Auth, MCAST_V4, MCAST_V6, Version};
+use log::{error, info, warn};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+pub type PacketKey = (u32, bool);
+const MAINTENANCE_FILE: &str = "maintenance";
+
+/// Why an instance cannot run now. Several can hold at once; the instance
+/// leaves FAULT only when none is left.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum FaultSource {
+    Maintenance,
+    Link,
+    Address,
+    Check(String),
+}
+
+struct Running {
+    plan: Plan,
+    core: Instance,
+    primary: Option<IpAddr>,
+    peers: Vec<IpAddr>,
+    faults: BTreeMap<FaultSource, String>,
+    announce_left: u64,
+    announce_next: Option<Duration>,
+    refresh_next: Option<Duration>,
+}
+
+struct CheckState {
+    healthy: Option<bool>,
+    detail: String,
+    since: Instant,
+    weight: i64,
+}
+
+pub struct Daemon {
+    opts: Options,
+    decl: Declaration,
+    start: Instant,
+    net: Net,
+    insts: Vec<Running>,
+    sockets: BTreeMap<PacketKey, Arc<VrrpSocket>>,
+    announcers: BTreeMap<u32, Announcer>,
+    pkt_tx: mpsc::Sender<(PacketKey, Received)>,
+    health_tx: mpsc::UnboundedSender<Event>,
+    checks_running: health::Running,
+    checks: BTreeMap<String, CheckState>,
+    stub: Option<StubStatus>,
+    maintenance: bool,
+    hooks: Hooks,
+    rx_dropped: BTreeMap<&'static str, u64>,
+    /// Adverts the reader tasks dropped because the loop was behind.
+    overflow: Arc<AtomicU64>,
+}
+
+fn check_weights(d: &Declaration) -> BTreeMap<String, i64> {
+    let mut w = BTreeMap::new();
+    if d.checks.nginx.enable {
+        w.insert(health::nginx::NAME.to_string(), d.checks.nginx.weight);
+    }
+    for (n, c) in &d.checks.extra {
+        w.insert(n.clone(), c.weight);
+    }
+    w
+}
+
+impl Daemon {
+    pub fn new(
+        opts: Options,
+        decl: Declaration,
+        net: Net,
+        pkt_tx: mpsc::Sender<(PacketKey, Received)>,
+        health_tx: mpsc::UnboundedSender<Event>,
+    ) -> Daemon {
+        let maintenance = opts.state_dir.join(MAINTENANCE_FILE).exists();
+        let start = Instant::now();
+        let checks = check_weights(&decl)
+            .into_iter()
+            .map(|(n, weight)| {
+                let st = CheckState {
+                    healthy: None,
+                    detail: "waiting for the first results".into(),
+                    since: start,
+                    weight,
+                };
+                (n, st)
+            })
+            .collect();
+        Daemon {
+            opts,
+            decl,
+            start,
+            net,
+            insts: Vec::new(),
+            sockets: BTreeMap::new(),
+            announcers: BTreeMap::new(),
+            pkt_tx,
+            health_tx,
+            checks_running: health::Running::default(),
+            checks,
+            stub: None,
+            maintenance,
+            hooks: Hooks::start(),
+            rx_dropped: BTreeMap::new(),
+            overflow: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn now(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.start)
+    }
+
+    pub fn instance_count(&self) -> usize {
+        self.insts.len()
+    }
+
+    pub fn start_checks(&mut self) {
+        self.checks_running.sync(&self.decl.checks, &self.health_tx);
+    }
+
+    /// Opens what the instance needs, cleans its stale VIPs, and adds it
+    /// (not started yet).
+    pub async fn add_instance(&mut self, plan: Plan) -> Result<(), DaemonError> {
+        let idx = plan.link.index;
+        // A crash leaves VIPs behind; holding them while not master would
+        // answer for an address another node owns.
+        let on_link = self.net.addresses(idx).await?;
+        for v in &plan.vips {
+            if on_link.iter().any(|(a, _)| *a == v.addr) {
+                warn!(
+                    instance = plan.name.as_str();
+                    "instance {}: removing stale VIP {} from {}",
+                    plan.name, v, plan.link.name
+                );
+                self.net.del_addr(idx, v.addr).await?;
+            }
+        }
+        let key = (idx, plan.v4);
+        if let std::collections::btree_map::Entry::Vacant(slot) = self.sockets.entry(key) {
+            let s = VrrpSocket::open(&plan.link.name, idx, plan.v4)
+                .map_err(io_err(format!("VRRP socket on {}", plan.link.name)))?;
+            let s = Arc::new(s);
+            spawn_reader(key, s.clone(), self.pkt_tx.clone(), self.overflow.clone());
+            slot.insert(s);
+        }
+        if let (None, Some(mac)) = (self.announcers.get(&idx), plan.link.mac) {
+            let a = Announcer::open(idx, mac)
+                .map_err(io_err(format!("packet socket on {}", plan.link.name)))?;
+            self.announcers.insert(idx, a);
+        }
+        let on_link = self.net.addresses(idx).await?;
+        let primary = plan.pick_primary(&on_link);
+        let mut faults = BTreeMap::new();
+        if self.maintenance {
+            faults.insert(FaultSource::Maintenance, "maintenance mode".to_string());
+        }
+        if !plan.link.up && plan.decl.track_interface {
+            faults.insert(FaultSource::Link, format!("{} is down", plan.link.name));
+        }
+        if primary.is_none() {
+            faults.insert(FaultSource::Address, no_address_reason(&plan));
+        }
+        let peers = plan.peers(primary);
+        info!(
+            instance = plan.name.as_str();
+            "instance {}: VRRPv{} vrid {} on {} from {}, priority {}, {}{}",
+            plan.name,
+            plan.decl.version,
+            plan.decl.virtual_router_id,
+            plan.link.name,
+            primary.map_or("(no address yet)".to_string(), |p| p.to_string()),
+            plan.priority,
+            if plan.unicast() {
+                format!("unicast to {peers:?}")
+            } else {
+                "multicast".into()
+            },
+            if plan.fast_takeover(primary) {
+                ", fast takeover"
+            } else {
+                ""
+            }
+        );
+        let core = Instance::new(plan.core_config(primary));
+        state_file::write(&self.opts.runtime_dir, &plan.name, State::Initialize);
+        self.insts.push(Running {
+            plan,
+            core,
+            primary,
+            peers,
+            faults,
+            announce_left: 0,
+            announce_next: None,
+            refresh_next: None,
+        });
+        let i = self.insts.len() - 1;
+        self.apply_checks(i);
+        Ok(())
+    }
+
+    /// Feeds Startup to every instance that has not started.
+    pub async fn start_all(&mut self) {
+        for i in 0..self.insts.len() {
+            self.start_one(i).await;
+        }
+    }
+
+    /// Starts an instance once every check it tracks has a first verdict:
+    /// starting earlier would either take the VIP with an untested nginx or
+    /// report a FAULT that is only "not known yet".
+    async fn start_one(&mut self, i: usize) {
+        let now = self.now();
+        if self.insts[i].core.state() != State::Initialize {
+            return;
+        }
+        let pending: Vec<String> = self
+            .tracked(i)
+            .into_iter()
+            .filter(|n| self.checks.get(n).is_some_and(|c| c.healthy.is_none()))
+            .collect();
+        if !pending.is_empty() {
+            return;
+        }
+        let r = &mut self.insts[i];
+        let mut a = Vec::new();
+        if let Some(why) = r.faults.values().next().cloned() {
+            a.extend(r.core.handle(now, Input::Fault(why)));
+        }
+        a.extend(r.core.handle(now, Input::Startup));
+        self.exec(i, a).await;
+    }
+
+    pub fn next_wake(&self) -> Option<Instant> {
+        self.insts
+            .iter()
+            .flat_map(|r| [r.core.deadline(), r.announce_next, r.refresh_next])
+            .flatten()
+            .min()
+            .map(|d| self.start + d)
+    }
+
+    pub async fn on_timers(&mut self) {
+        let now = self.now();
+        for i in 0..self.insts.len() {
+            if self.insts[i].core.deadline().is_some_and(|t| t <= now) {
+                let a = self.insts[i].core.handle(now, Input::Timer);
+                self.exec(i, a).await;
+            }
+            self.announce_due(i, now);
+        }
+    }
+
+    fn announce_due(&mut self, i: usize, now: Duration) {
+        let r = &mut self.insts[i];
+        let burst_due = r.announce_next.is_some_and(|t| t <= now);
+        let refresh_due = r.refresh_next.is_some_and(|t| t <= now);
+        if !(burst_due || refresh_due) {
+            return;
+        }
+        if r.core.state() != State::Master {
+            r.announce_next = None;
+            r.refresh_next = None;
+            return;
+        }
+        if let Some(a) = self.announcers.get(&r.plan.link.index) {
+            for v in &r.plan.vips {
+                if let Err(e) = a.announce(v.addr) {
+                    warn!("instance {}: announcing {}: {e}", r.plan.name, v.addr);
+                }
+            }
+        }
+        if burst_due {
+            r.announce_left = r.announce_left.saturating_sub(1);
+            r.announce_next =
+                (r.announce_left > 0).then(|| now + r.plan.decl.announce.delay.as_duration());
+        }
+        let refresh = r.plan.decl.announce.refresh.as_duration();
+        if refresh_due || (burst_due && r.refresh_next.is_none()) {
+            r.refresh_next = (!refresh.is_zero()).then(|| now + refresh);
+        }
+    }
+
+    fn count_drop(&mut self, why: &'static str) {
+        *self.rx_dropped.entry(why).or_insert(0) += 1;
+    }
+
+    pub async fn on_packet(&mut self, key: PacketKey, pkt: Received) {
+        let (adv, style) = match Advert::decode(&pkt.msg, pkt.ip) {
+            Ok(x) => x,
+            Err(e) => return self.count_drop(e.counter()),
+        };
+        let Some(i) = self.insts.iter().position(|r| {
+            (r.plan.link.index, r.plan.v4) == key && r.core.config().vrid == adv.vrid
+        }) else {
+            return self.count_drop("unknown_vrid");
+        };
+        let r = &self.insts[i];
+        if r.plan.unicast() && !r.peers.contains(&pkt.ip.src) {
+            // In unicast mode only the configured peers take part; anyone
+            // else on the segment could otherwise steal the VIP.
+            return self.count_drop("not_a_peer");
+        }
+        let now = self.now();
+        let a = self.insts[i].core.handle(
+            now,
+            Input::Advert {
+                src: pkt.ip.src,
+                advert: adv,
+                checksum: style,
+            },
+        );
+        self.exec(i, a).await;
+    }
+
+    pub async fn on_net_event(&mut self, ev: NetEvent) {
+        match ev {
+            NetEvent::Link(l) => {
+                for i in 0..self.insts.len() {
+                    let r = &self.insts[i];
+                    if r.plan.link.index != l.index || !r.plan.decl.track_interface {
+                        continue;
+                    }
+                    let why = (!l.up).then(|| format!("{} is down", l.name));
+                    self.set_fault(i, FaultSource::Link, why).await;
+                }
+            }
+            NetEvent::Addresses(index) => {
+                for i in 0..self.insts.len() {
+                    if self.insts[i].plan.link.index != index || self.insts[i].primary.is_some() {
+                        continue;
+                    }
+                    let Ok(on_link) = self.net.addresses(index).await else {
+                        continue;
+                    };
+                    if let Some(p) = self.insts[i].plan.pick_primary(&on_link) {
+                        // The instance is in FAULT and holds nothing, so its
+                        // core can be rebuilt with the source address.
+                        let now = self.now();
+                        let r = &mut self.insts[i];
+                        r.primary = Some(p);
+                        r.peers = r.plan.peers(Some(p));
+                        let mut core = Instance::new(r.plan.core_config(Some(p)));
+                        if let Some(why) = r.faults.values().next().cloned() {
+                            core.handle(now, Input::Fault(why));
+                        }
+                        core.handle(now, Input::Startup);
+                        r.core = core;
+                        info!("instance {}: source address {p} found", r.plan.name);
+                        self.apply_checks(i);
+                        self.set_fault(i, FaultSource::Address, None).await;
+                    }
+                }
+            }
+        }
+    }
+
+    pub async fn on_health(&mut self, ev: Event) {
+        match ev {
+            Event::Stub(s) => self.stub = Some(s),
+            Event::Verdict(Verdict {
+                check,
+                healthy,
+                detail,
+            }) => {
+                let now = Instant::now();
+                if let Some(c) = self.checks.get_mut(&check) {
+                    c.healthy = Some(healthy);
+                    c.detail = detail.clone();
+                    c.since = now;
+                }
+                if healthy {
+                    info!(check = check.as_str(); "check {check} passes: {detail}");
+                } else {
+                    warn!(check = check.as_str(); "check {check} fails: {detail}");
+                }
+                for i in 0..self.insts.len() {
+                    let (fault, prio) = self.check_effect(i);
+                    let now = self.now();
+                    let a = self.insts[i].core.handle(now, Input::Priority(prio));
+                    self.exec(i, a).await;
+                    self.set_check_faults(i, fault).await;
+                }
+                self.start_all().await;
+                self.report_status();
+            }
+        }
+    }
+
+    /// The checks this instance tracks: the listed ones, or all.
+    fn tracked(&self, i: usize) -> Vec<String> {
+        match &self.insts[i].plan.decl.track_checks {
+            Some(list) => list.clone(),
+            None => self.checks.keys().cloned().collect(),
+        }
+    }
+
+    /// keepalived's weights: (failing weight-0 checks, effective priority).
+    fn check_effect(&self, i: usize) -> (Vec<(String, String)>, u8) {
+        let mut faults = Vec::new();
+        let mut prio = i64::from(self.insts[i].plan.priority);
+        for name in self.tracked(i) {
+            // Undecided checks have no effect: instances wait for them
+            // before they start (start_one).
+            let Some(healthy) = self.checks.get(&name).and_then(|c| c.healthy) else {
+                continue;
+            };
+            let Some(c) = self.checks.get(&name) else {
+                continue;
+            };
+            match Effect::of(c.weight) {
+                Effect::Fault if !healthy => {
+                    faults.push((name.clone(), format!("check {name}: {}", c.detail)))
+                }
+                Effect::Fault => {}
+                Effect::Weight(w) if w < 0 && !healthy => prio += w,
+                Effect::Weight(w) if w > 0 && healthy => prio += w,
+                Effect::Weight(_) => {}
+            }
+        }
+        (faults, prio.clamp(1, 254) as u8)
+    }
+
+    /// Brings the instance's check faults and priority in line with the
+    /// current verdicts, without running actions (used before start-up).
+    fn apply_checks(&mut self, i: usize) {
+        let (faults, prio) = self.check_effect(i);
+        let r = &mut self.insts[i];
+        r.faults.retain(|k, _| !matches!(k, FaultSource::Check(_)));
+        for (name, why) in faults {
+            r.faults.insert(FaultSource::Check(name), why);
+        }
+        let now = Instant::now().saturating_duration_since(self.start);
+        r.core.handle(now, Input::Priority(prio));
+    }
+
+    async fn set_check_faults(&mut self, i: usize, faults: Vec<(String, String)>) {
+        let current: Vec<FaultSource> = self.insts[i]
+            .faults
+            .keys()
+            .filter(|k| matches!(k, FaultSource::Check(_)))
+            .cloned()
+            .collect();
+        for k in current {
+            if let FaultSource::Check(n) = &k
+                && !faults.iter().any(|(f, _)| f == n)
+            {
+                self.set_fault(i, k, None).await;
+            }
+        }
+        for (name, why) in faults {
+            self.set_fault(i, FaultSource::Check(name), Some(why)).await;
+        }
+    }
+
+    async fn set_fault(&mut self, i: usize, src: FaultSource, why: Option<String>) {
+        let now = self.now();
+        let r = &mut self.insts[i];
+        let was = !r.faults.is_empty();
+        match why {
+            Some(w) => {
+                r.faults.insert(src, w);
+            }
+            None => {
+                r.faults.remove(&src);
+            }
+        }
+        let is = !r.faults.is_empty();
+        let a = match (was, is) {
+            (false, true) => {
+                let w = r.faults.values().next().cloned().unwrap_or_default();
+                r.core.handle(now, Input::Fault(w))
+            }
+            (true, false) => r.core.handle(now, Input::Recover),
+            _ => Vec::new(),
+        };
+        self.exec(i, a).await;
+    }
+
+    async fn exec(&mut self, i: usize, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::SendAdvert { priority } => self.send_advert(i, priority),
+                Action::AddVips => {
+                    let r = &self.insts[i];
+                    for v in &r.plan.vips {
+                        if let Err(e) = self.net.add_addr(r.plan.link.index, v.addr, v.len).await {
+                            error!(instance = r.plan.name.as_str(); "instance {}: adding VIP {v}: {e}", r.plan.name);
+                        }
+                    }
+                }
+                Action::RemoveVips => {
+                    let r = &self.insts[i];
+                    for v in &r.plan.vips {
+                        if let Err(e) = self.net.del_addr(r.plan.link.index, v.addr).await {
+                            error!(instance = r.plan.name.as_str(); "instance {}: removing VIP {v}: {e}", r.plan.name);
+                        }
+                    }
+                }
+                Action::Announce => {
+                    let now = self.now();
+                    let r = &mut self.insts[i];
+                    r.announce_left = r.plan.decl.announce.count;
+                    r.announce_next = (r.announce_left > 0).then_some(now);
+                    self.announce_due(i, now);
+                }
+                Action::Transition { from, to, reason } => {
+                    let r = &self.insts[i];
+                    let prio = r.core.priority();
+                    info!(
+                        instance = r.plan.name.as_str(),
+                        state = to.as_str(),
+                        previous_state = from.as_str(),
+                        priority = prio,
+                        reason = reason.to_string();
+                        "instance {}: {from} -> {to} (priority {prio}): {reason}",
+                        r.plan.name
+                    );
+                    state_file::write(&self.opts.runtime_dir, &r.plan.name, to);
+                    let n = &self.decl.notify;
+                    let commands = match to {
+                        State::Master => n.master.clone(),
+                        State::Backup => n.backup.clone(),
+                        State::Fault => n.fault.clone(),
+                        State::Initialize => n.stop.clone(),
+                    };
+                    self.hooks.queue(Job {
+                        commands,
+                        instance: r.plan.name.clone(),
+                        state: to.as_str(),
+                        priority: prio,
+                        timeout: n.timeout.as_duration(),
+                    });
+                    self.report_status();
+                }
+            }
+        }
+    }
+
+    fn send_advert(&mut self, i: usize, priority: u8) {
+        let r = &self.insts[i];
+        let Some(src) = r.primary else { return };
+        let cfg = r.core.config();
+        let adv = Advert {
+            version: cfg.version,
+            vrid: cfg.vrid,
+            priority,
+            interval_cs: cfg.advert_interval_cs,
+            addrs: cfg.vips.clone(),
+            auth: if cfg.version == Version::V2 {
+                cfg.auth
+            } else {
+                Auth::None
+            },
+        };
+        let dsts: Vec<IpAddr> = if r.plan.unicast() {
+            r.peers.clone()
+        } else if r.plan.v4 {
+            vec![IpAddr::V4(MCAST_V4)]
+        } else {
+            vec![IpAddr::V6(MCAST_V6)]
+        };
+        let Some(sock) = self.sockets.get(&(r.plan.link.index, r.plan.v4)) else {
+            return;
+        };
+        for dst in dsts {
+            let bytes = adv.encode(src, dst, cfg.checksum);
+            if let Err(e) = sock.send(&bytes, src, dst) {
+                warn!("instance {}: sending advert to {dst}: {e}", r.plan.name);
+            }
+        }
+    }
+
+    /// One line per instance for systemd's StatusText.
+    pub fn status_line(&self) -> String {
+        let mut parts: Vec<String> = self
+            .insts
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}: {} prio {}",
+                    r.plan.name,
+                    r.core.state(),
+                    r.core.priority()
+                )
+            })
+            .collect();
+        if self.maintenance {
+            parts.insert(0, "MAINTENANCE".into());
+        }
+        parts.join("; ")
+    }
+
+    fn report_status(&self) {
+        systemd::status(&self.status_line());
+    }
+
+    pub async fn on_control(&mut self, req: Request) {
+        let answer = match req.cmd {
+            Command::Status => serde_json::to_string(&self.status()).unwrap_or_default(),
+            Command::Maintenance(on) => self.set_maintenance(on).await,
+        };
+        let _ = req.reply.send(answer);
+    }
+
+    async fn set_maintenance(&mut self, on: bool) -> String {
+        let path = self.opts.state_dir.join(MAINTENANCE_FILE);
+        // Persist first: a crash right after must not forget the operator.
+        let r = if on {
+            std::fs::write(
+                &path,
+                b"maintenance mode: set by `nginx-ha maintenance on`\n",
+            )
+        } else {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        };
+        if let Err(e) = r {
+            return serde_json::json!({ "error": format!("{}: {e}", path.display()) }).to_string();
+        }
+        self.maintenance = on;
+        info!("maintenance mode {}", if on { "on" } else { "off" });
+        for i in 0..self.insts.len() {
+            let why = on.then(|| "maintenance mode".to_string());
+            self.set_fault(i, FaultSource::Maintenance, why).await;
+        }
+        self.report_status();
+        serde_json::json!({ "ok": true, "maintenance": on }).to_string()
+    }
+
+    pub fn status(&self) -> Status {
+        let now = self.now();
+        let instances =
+            self.insts
+                .iter()
+                .map(|r| {
+                    let c = r.core.counters();
+                    InstanceStatus {
+                        name: r.plan.name.clone(),
+                        state: r.core.state().to_string(),
+                        priority: r.plan.priority,
+                        effective_priority: r.core.priority(),
+                        interface: r.plan.link.name.clone(),
+                        virtual_router_id: r.core.config().vrid,
+                        version: r.core.config().version.number(),
+                        virtual_ips: r.plan.vips.iter().map(|v| v.to_string()).collect(),
+                        master_address: r.core.master_addr().map(|a| a.to_string()),
+                        last_transition: r.core.last_transition().map(|(t, why)| {
+                            control::Transition {
+                                seconds_ago: now.saturating_sub(*t).as_secs_f64(),
+                                reason: why.to_string(),
+                            }
+                        }),
+                        faults: r.faults.values().cloned().collect(),
+                        counters: Counters {
+                            adverts_sent: c.adverts_sent,
+                            adverts_received: c.adverts_received,
+                            priority_zero_sent: c.priority_zero_sent,
+                            priority_zero_received: c.priority_zero_received,
+                            address_mismatch: c.address_mismatch,
+                            dropped: c.dropped.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+                        },
+                    }
+                })
+                .collect();
+        let checks = self
+            .checks
+            .iter()
+            .map(|(n, c)| CheckStatus {
+                name: n.clone(),
+                healthy: c.healthy,
+                detail: c.detail.clone(),
+                weight: c.weight,
+                seconds_since_change: c.since.elapsed().as_secs_f64(),
+            })
+            .collect();
+        let mut dropped: BTreeMap<String, u64> = self
+            .rx_dropped
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        let overflow = self.overflow.load(Ordering::Relaxed);
+        if overflow > 0 {
+            dropped.insert("queue_full".into(), overflow);
+        }
+        Status {
+            node: self.decl.node.name.clone(),
+            maintenance: self.maintenance,
+            instances,
+            checks,
+            nginx: self.stub,
+            dropped,
+        }
+    }
+
+    /// SIGHUP: re-read the declaration. A bad one is refused whole and the
+    /// running one kept. Instances whose VRRP parameters did not change keep
+    /// their state and VIPs; changed ones are restarted cleanly.
+    pub async fn reload(&mut self) {
+        systemd::reloading();
+        info!("reloading {}", self.opts.config.display());
+        match self.try_reload().await {
+            Ok(summary) => info!("reload done: {summary}"),
+            Err(lines) => {
+                for l in &lines {
+                    error!("reload refused, keeping the running configuration: {l}");
+                }
+            }
+        }
+        systemd::ready(&self.status_line());
+    }
+
+    async fn try_reload(&mut self) -> Result<String, Vec<String>> {
+        let decl = config::load(&self.opts.config).map_err(|e| e.lines())?;
+        let plans = setup::plan(&decl, &self.net)
+            .await
+            .map_err(|e| vec![e.to_string()])?;
+        let unchanged = |r: &Running, p: &Plan| {
+            r.plan.name == p.name
+                && r.plan.decl == p.decl
+                && r.plan.priority == p.priority
+                && r.plan.auth == p.auth
+        };
+        // Stop what changed or went away.
+        let mut kept = Vec::new();
+        let now = self.now();
+        for mut r in std::mem::take(&mut self.insts) {
+            if plans.iter().any(|p| unchanged(&r, p)) {
+                kept.push(r);
+            } else {
+                info!("instance {}: changed or removed, stopping it", r.plan.name);
+                let a = r.core.handle(now, Input::Shutdown);
+                self.insts.push(r);
+                let i = self.insts.len() - 1;
+                self.exec(i, a).await;
+                self.insts.pop();
+            }
+        }
+        let (nkept, ntotal) = (kept.len(), plans.len());
+        self.insts = kept;
+        // Checks: keep the verdicts of unchanged checks.
+        let weights = check_weights(&decl);
+        self.decl = decl;
+        let restarted = self.checks_running.sync(&self.decl.checks, &self.health_tx);
+        let start = Instant::now();
+        self.checks.retain(|n, _| weights.contains_key(n));
+        for (n, w) in weights {
+            let fresh = restarted.contains(&n) || !self.checks.contains_key(&n);
+            let c = self.checks.entry(n).or_insert(CheckState {
+                healthy: None,
+                detail: String::new(),
+                since: start,
+                weight: w,
+            });
+            c.weight = w;
+            if fresh {
+                c.healthy = None;
+                c.detail = "waiting for the first results".into();
+                c.since = start;
+            }
+        }
+        let mut errors = Vec::new();
+        for p in plans {
+            if self.insts.iter().any(|r| r.plan.name == p.name) {
+                continue;
+            }
+            if let Err(e) = self.add_instance(p).await {
+                errors.push(e.to_string());
+            }
+        }
+        for i in 0..self.insts.len() {
+            let (faults, prio) = self.check_effect(i);
+            let now = self.now();
+            let a = self.insts[i].core.handle(now, Input::Priority(prio));
+            self.exec(i, a).await;
+            self.set_check_faults(i, faults).await;
+        }
+        self.start_all().await;
+        if errors.is_empty() {
+            Ok(format!("{nkept} of {ntotal} instance(s) unchanged"))
+        } else {
+            Err(errors)
+        }
+    }
+
+    pub async fn shutdown(&mut self) {
+        info!("shutting down");
+        let now = self.now();
+        for i in 0..self.insts.len() {
+            let a = self.insts[i].core.handle(now, Input::Shutdown);
+            self.exec(i, a).await;
+        }
+    }
+}
+
+fn no_address_reason(plan: &Plan) -> String {
+    match plan.decl.unicast_source {
+        Some(s) => format!("unicastSource {s} is not on {}", plan.link.name),
+        None if plan.v4 => format!("no IPv4 address on {}", plan.link.name),
+        None => format!("no IPv6 link-local address on {}", plan.link.name),
+    }
+}
+
+fn spawn_reader(
+    key: PacketKey,
+    sock: Arc<VrrpSocket>,
+    tx: mpsc::Sender<(PacketKey, Received)>,
+    overflow: Arc<AtomicU64>,
+) {
+    tokio::spawn(async move {
+        loop {
+            match sock.recv().await {
+                Ok(pkt) => match tx.try_send((key, pkt)) {
+                    Ok(()) => {}
+                    // Under a flood the queue fills; the excess is counted
+                    // and dropped rather than queued without bound.
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        overflow.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => break,
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {}
+                Err(e) => {
+                    warn!("VRRP socket on ifindex {}: {e}", sock.ifindex());
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+}
