@@ -72,7 +72,7 @@ fn failover_stop_nginx_ha() {
         "node0 kept the VIP after stopping: {:?}",
         lab.holders()
     );
-    lab.ok(0, &["systemctl", "start", "--no-block", "nginx-ha"]);
+    lab.ok(0, &["systemctl", "start", "nginx-ha"]);
     lab.wait_single_master(0, Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("after start: {e}"));
     eprintln!("failover_stop_nginx_ha: {}", secs(t0.elapsed()));
