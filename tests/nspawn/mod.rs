@@ -424,8 +424,10 @@ impl NspawnLab {
         self.lab.holders(vip())
     }
 
-    /// Waits until exactly node `m` holds the VIP, says MASTER in its state
-    /// file, and the other says BACKUP; Err with what was seen otherwise.
+    /// Waits until exactly node `m` holds the VIP and says MASTER in its
+    /// state file, and the other's daemon runs and is not MASTER (BACKUP,
+    /// or FAULT when its nginx is down or it is in maintenance); Err with
+    /// what was seen otherwise.
     pub fn wait_single_master(&self, m: usize, limit: Duration) -> Result<(), String> {
         let other = 1 - m;
         let mut last = String::new();
@@ -433,7 +435,8 @@ impl NspawnLab {
             let h = self.holders();
             let (sm, so) = (self.state(m, "web"), self.state(other, "web"));
             last = format!("holders {h:?}, node{m}: {sm:?}, node{other}: {so:?}");
-            (h == vec![m] && sm == "STATE=MASTER" && so == "STATE=BACKUP").then_some(())
+            (h == vec![m] && sm == "STATE=MASTER" && so != "STATE=MASTER" && !so.is_empty())
+                .then_some(())
         });
         got.ok_or_else(|| format!("node{m} never the single master in {limit:?}: {last}"))
     }
@@ -492,6 +495,19 @@ impl NspawnLab {
     /// CAP_NET_ADMIN. Err says which promise broke.
     pub fn check_started(&self, limit: Duration) -> Result<(), String> {
         self.wait_single_master(0, limit)?;
+        // node1 may still be waiting for its checks' first verdict (INIT).
+        let backup = wait_for(Duration::from_secs(5), || {
+            (self.state(1, "web") == "STATE=BACKUP").then_some(())
+        });
+        if backup.is_none() {
+            return Err(format!(
+                "node1 is {:?}, not STATE=BACKUP",
+                self.state(1, "web")
+            ));
+        }
+        if self.holders() != vec![0] {
+            return Err(format!("VIP holders {:?}, want [0]", self.holders()));
+        }
         if self.served_by(0, Duration::from_secs(3)).is_none() {
             return Err("the client never got node0's page through the VIP".into());
         }
@@ -601,6 +617,13 @@ impl Drop for NspawnLab {
             }
         }
         let t = Instant::now();
+        // Ask every container to power off at once, then wait for each.
+        for n in &self.nodes {
+            if let Some(c) = &n.nspawn {
+                // SAFETY: kill(2) on a child we spawned and have not reaped.
+                unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            }
+        }
         for i in 0..self.nodes.len() {
             self.stop_container(i);
         }
