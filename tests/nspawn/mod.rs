@@ -283,13 +283,13 @@ impl NspawnLab {
         let script = format!(
             "mount -t overlay overlay -o lowerdir={lower},upperdir={upper},workdir={work} {root} && \
              exec systemd-nspawn --quiet -b -D {root} --register=no --keep-unit \
-             --network-namespace-path=/run/netns/{ns} --machine={machine} --hostname={name} \
+             --network-namespace-path=/run/netns/{ns} --machine={prefix}-{name} --hostname={name} \
              --capability=CAP_NET_ADMIN --console=read-only",
             lower = self.rootfs.display(),
             upper = upper.display(),
             work = work.display(),
             root = root.display(),
-            machine = format!("{}-{name}", self.lab.prefix),
+            prefix = self.lab.prefix,
         );
         let child = Command::new("unshare")
             .args(["-m", "--propagation", "private", "sh", "-c", &script])
