@@ -498,3 +498,41 @@ fn notify_hooks_run_in_order() {
     });
     assert_eq!(got.as_deref(), Some(want));
 }
+
+#[test]
+fn negative_weight_lowers_priority_and_the_peer_preempts() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let mut lab = Lab::new(2, env!("CARGO_BIN_EXE_nginx-ha").as_ref());
+    let flag = lab.dir.path().join("api-healthy");
+    std::fs::write(&flag, b"").unwrap();
+    for i in 0..2 {
+        lab.start_nginx(i);
+        let mut d = decl(&lab, i, &json!({}));
+        if i == 0 {
+            d["checks"]["extra"] = json!({ "api": {
+                "type": "exec", "command": ["/usr/bin/test", "-e", flag],
+                "interval": "100ms", "timeout": "100ms", "rise": 1, "fall": 2, "weight": -60
+            }});
+        }
+        lab.start_daemon(i, &d);
+    }
+    wait_for(Duration::from_secs(5), || {
+        (lab.holders(vip()) == vec![0]).then_some(())
+    })
+    .expect("no master");
+    std::fs::remove_file(&flag).unwrap();
+    // 150 - 60 = 90 < 100: node1 preempts once its Master_Down_Timer runs out.
+    served_by(&lab, "node1\n", Duration::from_secs(3)).expect("peer never preempted");
+    let st: Value =
+        serde_json::from_slice(&lab.cli(0, &["status", "--json"]).stdout).expect("status");
+    assert_eq!(st["instances"][0]["effectivePriority"], 90);
+    assert_eq!(
+        st["instances"][0]["state"], "BACKUP",
+        "a weighted check is not a fault"
+    );
+    std::fs::write(&flag, b"").unwrap();
+    served_by(&lab, "node0\n", Duration::from_secs(3))
+        .expect("no failback after the check recovered");
+}

@@ -41,6 +41,7 @@ pub struct Node {
     pub dir: PathBuf,
     pub nginx: Option<Child>,
     pub daemon: Option<Child>,
+    pub keepalived: Option<Child>,
 }
 
 pub struct Lab {
@@ -157,6 +158,7 @@ impl Lab {
                 dir: ndir,
                 nginx: None,
                 daemon: None,
+                keepalived: None,
             });
         }
         lab.add_host(
@@ -253,6 +255,11 @@ http {{
             d = d.display(),
             name = self.nodes[i].name
         );
+        self.spawn_nginx(i, &conf);
+    }
+
+    fn spawn_nginx(&mut self, i: usize, conf: &str) {
+        let d = self.nodes[i].dir.clone();
         fs::write(d.join("nginx.conf"), conf).expect("nginx.conf");
         let _ = fs::remove_file(d.join("nginx.pid"));
         let child = self
@@ -268,6 +275,49 @@ http {{
         let pidfile = d.join("nginx.pid");
         wait_for(Duration::from_secs(5), || pidfile.exists().then_some(()))
             .expect("nginx wrote its pidfile");
+    }
+
+    /// Starts nginx with the http-level config that `nginx-ha render-nginx`
+    /// renders from `decl` (its `nginx` part), instead of the lab's own.
+    pub fn start_nginx_rendered(&mut self, i: usize, decl: &serde_json::Value) {
+        let d = self.nodes[i].dir.clone();
+        let src = d.join("render-input.json");
+        fs::write(&src, serde_json::to_vec_pretty(decl).expect("json")).expect("write");
+        let rendered = d.join("rendered.conf");
+        let out = Command::new(&self.daemon_bin)
+            .args(["render-nginx", "--config"])
+            .arg(&src)
+            .arg("--out")
+            .arg(&rendered)
+            .output()
+            .expect("render-nginx");
+        assert!(
+            out.status.success(),
+            "render-nginx: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let conf = format!(
+            r#"daemon off;
+master_process on;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/tmp-body;
+    proxy_temp_path {d}/tmp-proxy;
+    fastcgi_temp_path {d}/tmp-fcgi;
+    uwsgi_temp_path {d}/tmp-uwsgi;
+    scgi_temp_path {d}/tmp-scgi;
+    default_type text/plain;
+    include {r};
+}}
+"#,
+            d = d.display(),
+            r = rendered.display()
+        );
+        self.spawn_nginx(i, &conf);
     }
 
     pub fn nginx_pidfile(&self, i: usize) -> PathBuf {
@@ -415,6 +465,58 @@ http {{
             // SAFETY: kill(2) on a PID this lab started.
             unsafe { libc::kill(c.id() as i32, sig) };
         }
+    }
+
+    /// Starts Debian's keepalived on node `i` in the foreground with its
+    /// own config and pid files (nothing under /etc or /run is touched).
+    pub fn start_keepalived(&mut self, i: usize, conf: &str) {
+        let d = self.nodes[i].dir.clone();
+        fs::write(d.join("keepalived.conf"), conf).expect("keepalived.conf");
+        let log = fs::File::create(d.join("keepalived.log")).expect("log");
+        let mut c = self.ns_cmd(&self.nodes[i].ns.clone(), "keepalived");
+        c.arg("-f")
+            .arg(d.join("keepalived.conf"))
+            .args(["--vrrp", "--dont-fork", "--log-console", "--no-syslog"])
+            .arg(format!("--pid={}", d.join("ka.pid").display()))
+            .arg(format!("--vrrp_pid={}", d.join("ka-vrrp.pid").display()))
+            .arg(format!(
+                "--checkers_pid={}",
+                d.join("ka-checkers.pid").display()
+            ))
+            .arg(format!("--bfd_pid={}", d.join("ka-bfd.pid").display()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        self.nodes[i].keepalived = Some(c.spawn().expect("spawn keepalived"));
+    }
+
+    /// Stops keepalived: SIGTERM makes its VRRP child send priority 0.
+    /// Its VRRP child is killed too if it outlives the parent.
+    pub fn stop_keepalived(&mut self, i: usize) {
+        let vrrp_pidfile = self.nodes[i].dir.join("ka-vrrp.pid");
+        let vrrp_pid = fs::read_to_string(&vrrp_pidfile)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok());
+        if let Some(mut c) = self.nodes[i].keepalived.take() {
+            // SAFETY: kill(2) on the keepalived this lab started.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            if wait_for(Duration::from_secs(5), || c.try_wait().ok().flatten()).is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            if let Some(p) = vrrp_pid
+                && p > 1
+                && fs::read_to_string(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| c.contains("keepalived"))
+            {
+                // SAFETY: the VRRP child of the keepalived this lab started.
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+        }
+    }
+
+    pub fn keepalived_log(&self, i: usize) -> String {
+        fs::read_to_string(self.nodes[i].dir.join("keepalived.log")).unwrap_or_default()
     }
 
     /// Which nodes have `vip` on their interface right now.
@@ -607,6 +709,9 @@ impl Drop for Lab {
                 let _ = c.wait();
             }
         }
+        for i in 0..self.nodes.len() {
+            self.stop_keepalived(i);
+        }
         for mut c in self.extra.drain(..) {
             let _ = c.kill();
             let _ = c.wait();
@@ -617,6 +722,9 @@ impl Drop for Lab {
                     "--- node{i} nginx-ha log ---\n{}",
                     fs::read_to_string(n.dir.join("nginx-ha.log")).unwrap_or_default()
                 );
+                if let Ok(k) = fs::read_to_string(n.dir.join("keepalived.log")) {
+                    eprintln!("--- node{i} keepalived log ---\n{k}");
+                }
             }
         }
         let mut all: Vec<String> = self.nodes.iter().map(|n| n.ns.clone()).collect();
