@@ -252,3 +252,42 @@ fn h_stale_vip_is_cleaned_at_start() {
     })
     .unwrap_or_else(|| panic!("holders {:?}", lab.holders(vip4())));
 }
+
+#[test]
+fn vip_add_failure_is_a_fault_not_a_silent_master() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let v6: IpAddr = VIP6.parse().unwrap();
+    // node1 is the preferred master here; node0 waits as backup.
+    let mut lab = Lab::new(2, env!("CARGO_BIN_EXE_nginx-ha").as_ref());
+    for (i, prio) in [(1, 150), (0, 100)] {
+        lab.start_nginx(i);
+        let d = lab.declaration(i, prio, json!({ "web": lab::instance(VIP6, json!({})) }));
+        lab.start_daemon(i, &d);
+    }
+    wait_for(Duration::from_secs(5), || {
+        (lab.holders(v6) == vec![1]).then_some(())
+    })
+    .expect("node1 never became master");
+    // The kernel now refuses IPv6 addresses on node0's eth0.
+    lab::sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.nodes[0].ns,
+        "sysctl",
+        "-qw",
+        "net.ipv6.conf.eth0.disable_ipv6=1",
+    ]);
+    lab.signal_daemon(1, libc::SIGTERM);
+    wait_for(Duration::from_secs(3), || {
+        lab.daemon_log(0).contains("cannot add VIP").then_some(())
+    })
+    .expect("node0 never tried to take over");
+    wait_for(Duration::from_secs(1), || {
+        (lab.state(0, "web") == "STATE=FAULT").then_some(())
+    })
+    .unwrap_or_else(|| panic!("node0 is {} without its VIP", lab.state(0, "web")));
+    assert!(lab.holders(v6).is_empty());
+}

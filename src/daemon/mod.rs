@@ -124,7 +124,9 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
     drop(listener);
     d.shutdown().await;
     match std::fs::remove_file(opts.runtime_dir.join(control::SOCKET)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => error!("removing control socket: {e}"),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            error!("removing control socket: {e}")
+        }
         _ => {}
     }
     Ok(())

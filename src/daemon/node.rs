@@ -32,8 +32,14 @@ enum FaultSource {
     Maintenance,
     Link,
     Address,
+    /// Adding a VIP failed (e.g. no CAP_NET_ADMIN): a master without its
+    /// VIP would keep the peer from serving it. Retried after a while.
+    Vip,
     Check(String),
 }
+
+/// How long after a failed VIP add the instance tries again.
+const VIP_RETRY: Duration = Duration::from_secs(5);
 
 struct Running {
     plan: Plan,
@@ -44,6 +50,7 @@ struct Running {
     announce_left: u64,
     announce_next: Option<Duration>,
     refresh_next: Option<Duration>,
+    vip_retry: Option<Duration>,
 }
 
 struct CheckState {
@@ -216,6 +223,7 @@ impl Daemon {
             announce_left: 0,
             announce_next: None,
             refresh_next: None,
+            vip_retry: None,
         });
         let i = self.insts.len() - 1;
         self.apply_checks(i);
@@ -257,7 +265,14 @@ impl Daemon {
     pub fn next_wake(&self) -> Option<Instant> {
         self.insts
             .iter()
-            .flat_map(|r| [r.core.deadline(), r.announce_next, r.refresh_next])
+            .flat_map(|r| {
+                [
+                    r.core.deadline(),
+                    r.announce_next,
+                    r.refresh_next,
+                    r.vip_retry,
+                ]
+            })
             .flatten()
             .min()
             .map(|d| self.start + d)
@@ -271,6 +286,14 @@ impl Daemon {
                 self.exec(i, a).await;
             }
             self.announce_due(i, now);
+            if self.insts[i].vip_retry.is_some_and(|t| t <= now) {
+                self.insts[i].vip_retry = None;
+                info!(
+                    "instance {}: trying its VIPs again",
+                    self.insts[i].plan.name
+                );
+                self.set_fault(i, FaultSource::Vip, None).await;
+            }
         }
     }
 
@@ -530,14 +553,32 @@ impl Daemon {
     }
 
     async fn exec(&mut self, i: usize, actions: Vec<Action>) {
-        for a in actions {
+        let mut queue: std::collections::VecDeque<Action> = actions.into();
+        while let Some(a) = queue.pop_front() {
             match a {
                 Action::SendAdvert { priority } => self.send_advert(i, priority),
                 Action::AddVips => {
                     let r = &self.insts[i];
+                    let mut failed = None;
                     for v in &r.plan.vips {
                         if let Err(e) = self.net.add_addr(r.plan.link.index, v.addr, v.len).await {
                             error!(instance = r.plan.name.as_str(); "instance {}: adding VIP {v}: {e}", r.plan.name);
+                            failed = Some(format!("cannot add VIP {v}: {e}"));
+                        }
+                    }
+                    if let Some(why) = failed {
+                        // Claiming MASTER without the VIP would keep the
+                        // peer from serving it: resign instead. The rest of
+                        // this batch (adverts, announcements) is dropped;
+                        // its transition records stay.
+                        queue.retain(|a| matches!(a, Action::Transition { .. }));
+                        let now = self.now();
+                        let r = &mut self.insts[i];
+                        let first = r.faults.is_empty();
+                        r.faults.insert(FaultSource::Vip, why.clone());
+                        r.vip_retry = Some(now + VIP_RETRY);
+                        if first {
+                            queue.extend(r.core.handle(now, Input::Fault(why)));
                         }
                     }
                 }
@@ -563,7 +604,8 @@ impl Daemon {
                         instance = r.plan.name.as_str(),
                         state = to.as_str(),
                         previous_state = from.as_str(),
-                        priority = prio,
+                        // journald's PRIORITY is the syslog level.
+                        vrrp_priority = prio,
                         reason = reason.to_string();
                         "instance {}: {from} -> {to} (priority {prio}): {reason}",
                         r.plan.name
