@@ -109,8 +109,13 @@ let
     ./examples/lb1.nix
     {
       services.nginxHa.nginx.sites.www = {
-        serverName = "www.example.org";
-        listen = [ "192.0.2.100:443" "192.0.2.100:80" ];
+        serverNames = [ "www.example.org" ];
+        listen = [
+          { address = "192.0.2.100"; port = 443; ssl = true; }
+          { address = "192.0.2.100"; port = 80; }
+        ];
+        tls = { certificateFile = "/run/agenix/www.crt"; keyFile = "/run/agenix/www.key"; };
+        locations = [{ path = "/"; return = { status = 200; target = "ok"; }; }];
       };
     }
   ];
@@ -217,7 +222,7 @@ in
       && !(withSites.boot.kernel.sysctl ? "net.ipv6.ip_nonlocal_bind");
     sitePortsOpened = lib.sort lib.lessThan withSites.networking.firewall.allowedTCPPorts == [ 80 443 ];
     noPortsWithoutSites = lb1.networking.firewall.allowedTCPPorts == [ ];
-    nginxDeclarationPassedThrough = (decl withSites).nginx.sites.www.serverName == "www.example.org"
+    nginxDeclarationPassedThrough = (decl withSites).nginx.sites.www.serverNames == [ "www.example.org" ]
       && !((decl withSites).nginx ? enable) && !((decl withSites).nginx ? firewallPorts);
     nginxIntegrationOff = !(system (base { services.nginxHa.nginx.enable = false; })).services.nginx.enable;
 
