@@ -65,6 +65,21 @@ fn unknown_key_is_named() {
     );
 }
 
+/// Found by fuzzing (config_parse): an empty key was reported at path ""
+/// (top level) or "node." (nested), naming no field.
+#[test]
+fn empty_key_is_named() {
+    let lines = |j: &str| match nginx_ha::config::parse(j.as_bytes()) {
+        Ok(_) => panic!("{j} accepted"),
+        Err(e) => e.lines(),
+    };
+    assert_refused(&lines(r#"{"": 1}"#), "\"\"", "unknown field ``");
+    let l = problems(|v| v["node"][""] = json!(1));
+    assert_refused(&l, "node.\"\"", "unknown field ``");
+    let l = problems(|v| v["instances"]["web"]["virtualIps"] = json!([1]));
+    assert_refused(&l, "instances.web.virtualIps.0", "invalid type");
+}
+
 #[test]
 fn wrong_type_is_named() {
     let l = problems(|v| v["instances"]["web"]["virtualRouterId"] = json!("51"));

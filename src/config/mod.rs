@@ -86,7 +86,7 @@ pub fn parse(bytes: &[u8]) -> Result<Declaration, LoadError> {
     let decl: Declaration = match serde_path_to_error::deserialize(&mut de) {
         Ok(d) => d,
         Err(e) => {
-            let path = dotted(&e.path().to_string());
+            let path = dotted(e.path());
             let inner = e.into_inner();
             let message = if inner.is_syntax() || inner.is_eof() {
                 format!("not valid JSON: {inner}")
@@ -114,19 +114,30 @@ pub fn parse(bytes: &[u8]) -> Result<Declaration, LoadError> {
     }
 }
 
-/// serde_path_to_error writes sequence indices as `[0]`; validation
-/// writes `.0`. One form everywhere, so a path can be grepped and matched.
-fn dotted(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    let mut chars = path.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '[' if chars.peek().is_some_and(|d| d.is_ascii_digit()) => out.push('.'),
-            ']' if out.ends_with(|d: char| d.is_ascii_digit()) => {}
-            _ => out.push(c),
-        }
+/// The dotted form of a serde path (`instances.web.virtualIps.0`), the form
+/// validation writes too, so a path can be grepped and matched. Built from
+/// the segments rather than from serde_path_to_error's Display, which
+/// writes indices as `[0]` and an empty key as nothing at all: `{"": 1}`
+/// would be reported at path "" and name no field. An empty key is shown
+/// as `""`.
+fn dotted(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let parts: Vec<String> = path
+        .iter()
+        .map(|s| match s {
+            Segment::Seq { index } => index.to_string(),
+            Segment::Map { key } | Segment::Enum { variant: key } if key.is_empty() => {
+                "\"\"".into()
+            }
+            Segment::Map { key } | Segment::Enum { variant: key } => key.clone(),
+            Segment::Unknown => "?".into(),
+        })
+        .collect();
+    if parts.is_empty() {
+        ".".into()
+    } else {
+        parts.join(".")
     }
-    out
 }
 
 /// serde_json appends " at line L column C" to data errors; the JSON path
