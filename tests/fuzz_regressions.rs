@@ -18,11 +18,16 @@ fn inputs(target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/fuzz-regressions")
         .join(target);
+    // git keeps no empty directory: a target nothing was found for yet has
+    // none.
+    if !dir.exists() {
+        return Vec::new();
+    }
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
         Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
         Err(e) => panic!("{}: {e}", dir.display()),
     };
-    files.retain(|p| p.is_file() && p.file_name().is_some_and(|n| n != "README.md"));
+    files.retain(|p| p.is_file());
     files.sort();
     files
 }
@@ -73,8 +78,8 @@ fn render_nginx() {
 /// depend on them: a keepalived capture in fuzz framing decodes as is.
 #[test]
 fn seed_framing_decodes() {
-    let seed = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/seeds/vrrp_decode/v3_ipv4_1s_1.bin");
+    let seed =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/vrrp_decode/v3_ipv4_1s_1.bin");
     let data = std::fs::read(&seed).unwrap_or_else(|e| panic!("{}: {e}", seed.display()));
     let f = props::frame(&data).unwrap_or_else(|| panic!("{} does not frame", seed.display()));
     assert!(nginx_ha::vrrp::packet::Advert::decode(&f.msg, f.ip).is_ok());

@@ -106,6 +106,10 @@ pub fn parse(bytes: &[u8]) -> Result<Declaration, LoadError> {
             }],
         });
     }
+    let shape = positional_structs(bytes, &decl);
+    if !shape.is_empty() {
+        return Err(LoadError::Invalid { problems: shape });
+    }
     let problems = validate(&decl);
     if problems.is_empty() {
         Ok(decl)
@@ -137,6 +141,68 @@ fn dotted(path: &serde_path_to_error::Path) -> String {
         ".".into()
     } else {
         parts.join(".")
+    }
+}
+
+/// serde's derived structs also accept a JSON array, read by position:
+/// `"node": ["lb1", 150]` or a whole declaration as `[{...}, {...}]` would
+/// pass, though no field is named and a generator that emits fields in
+/// another order would silently set the wrong ones. Only objects with named
+/// (and checked) keys are declarations; this finds every array that stands
+/// where a struct was read, by walking the input beside the declaration's
+/// own serialised form, in which every struct is an object.
+fn positional_structs(bytes: &[u8], decl: &Declaration) -> Vec<Problem> {
+    // Both succeed for anything that deserialised; if either did not, there
+    // is nothing positional to report.
+    let (Ok(input), Ok(canonical)) = (
+        serde_json::from_slice::<serde_json::Value>(bytes),
+        serde_json::to_value(decl),
+    ) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    let mut path = Vec::new();
+    walk_shapes(&input, &canonical, &mut path, &mut found);
+    found
+}
+
+fn walk_shapes(
+    input: &serde_json::Value,
+    canonical: &serde_json::Value,
+    path: &mut Vec<String>,
+    found: &mut Vec<Problem>,
+) {
+    use serde_json::Value;
+    match (input, canonical) {
+        (Value::Array(_), Value::Object(_)) => found.push(Problem {
+            path: if path.is_empty() {
+                ".".into()
+            } else {
+                path.join(".")
+            },
+            message: "is an array, but this takes an object with named fields".into(),
+        }),
+        (Value::Object(i), Value::Object(c)) => {
+            for (k, v) in i {
+                if let Some(cv) = c.get(k) {
+                    path.push(if k.is_empty() {
+                        "\"\"".into()
+                    } else {
+                        k.clone()
+                    });
+                    walk_shapes(v, cv, path, found);
+                    path.pop();
+                }
+            }
+        }
+        (Value::Array(i), Value::Array(c)) => {
+            for (n, (v, cv)) in i.iter().zip(c).enumerate() {
+                path.push(n.to_string());
+                walk_shapes(v, cv, path, found);
+                path.pop();
+            }
+        }
+        _ => {}
     }
 }
 
