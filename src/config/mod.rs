@@ -123,11 +123,17 @@ pub fn parse(bytes: &[u8]) -> Result<Declaration, LoadError> {
 /// the segments rather than from serde_path_to_error's Display, which
 /// writes indices as `[0]` and an empty key as nothing at all: `{"": 1}`
 /// would be reported at path "" and name no field. An empty key is shown
-/// as `""`.
+/// as `""`. A trailing unknown segment (a syntax error where a key should
+/// be, e.g. a `//` comment) is dropped: the error is in the enclosing
+/// object, which is more use to a reader than serde's `?`.
 fn dotted(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
-    let parts: Vec<String> = path
-        .iter()
+    let mut segments: Vec<&Segment> = path.iter().collect();
+    while matches!(segments.last(), Some(Segment::Unknown)) {
+        segments.pop();
+    }
+    let parts: Vec<String> = segments
+        .into_iter()
         .map(|s| match s {
             Segment::Seq { index } => index.to_string(),
             Segment::Map { key } | Segment::Enum { variant: key } if key.is_empty() => {
