@@ -186,6 +186,16 @@ proptest! {
 
     /// Pure noise, with any IP facts.
     #[test]
+    /// What an IPv4 raw socket hands over, whatever it is, splits or is
+    /// refused; the split never reads past the datagram.
+    fn random_datagrams_into_the_ipv4_split(buf in prop::collection::vec(any::<u8>(), 0..120)) {
+        if let Ok(r) = nginx_ha::net::vrrp_socket::parse_ipv4(&buf) {
+            prop_assert!(r.msg.len() + 20 <= buf.len());
+            let _ = Advert::decode(&r.msg, r.ip);
+        }
+    }
+
+    #[test]
     fn random_bytes_into_advert_decode(msg in prop::collection::vec(any::<u8>(), 0..300), ip in ip_meta()) {
         if let Ok((adv, _)) = Advert::decode(&msg, ip) {
             prop_assert_eq!(adv.addrs.len(), usize::from(msg[3]));
