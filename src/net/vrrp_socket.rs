@@ -130,7 +130,7 @@ fn recv_one(fd: RawFd, v4: bool) -> io::Result<Received> {
     buf.truncate(n);
     let bad = |what: &'static str| io::Error::new(io::ErrorKind::InvalidData, what);
     if v4 {
-        return parse_ipv4(&buf).map_err(bad);
+        parse_ipv4(&buf).map_err(bad)
     } else {
         if name.ss_family as i32 != libc::AF_INET6 {
             return Err(bad("no IPv6 source address"));
