@@ -569,48 +569,32 @@ http {{
     /// Drops VRRP (IP protocol 112) arriving at node `i` from node `j`.
     pub fn block_vrrp(&self, i: usize, j: usize) {
         let ns = &self.nodes[i].ns;
-        let _ = Command::new("ip")
-            .args(["netns", "exec", ns, "nft", "add", "table", "inet", "lab"])
-            .output();
-        let _ = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns,
-                "nft",
-                "add chain inet lab in { type filter hook input priority 0 ; }",
-            ])
-            .output();
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "nft",
-            &format!(
+        let nft = |cmd: &str| {
+            Command::new("ip")
+                .args(["netns", "exec", ns, "nft", cmd])
+                .output()
+        };
+        // The table and chain may exist from an earlier block.
+        let _ = nft("add table inet lab");
+        let _ = nft("add chain inet lab in { type filter hook input priority 0 ; }");
+        for rule in [
+            format!(
                 "add rule inet lab in ip saddr {} meta l4proto 112 drop",
                 node_v4(j)
             ),
-        ]);
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "nft",
-            &format!(
+            format!(
                 "add rule inet lab in ip6 saddr {} meta l4proto 112 drop",
                 node_v6(j)
             ),
-        ]);
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "nft",
-            "add rule inet lab in ip6 saddr fe80::/10 meta l4proto 112 drop",
-        ]);
+            "add rule inet lab in ip6 saddr fe80::/10 meta l4proto 112 drop".to_string(),
+        ] {
+            let out = nft(&rule).expect("nft");
+            assert!(
+                out.status.success(),
+                "nft {rule}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 
     pub fn unblock_vrrp(&self, i: usize) {
