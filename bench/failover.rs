@@ -30,6 +30,28 @@ const POLL_EVERY: Duration = Duration::from_millis(10);
 /// Per-request timeout of the client (each request is its own connection).
 const REQ_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// A pause of 0-1 s (uniform) before each timed action, so that it falls at
+/// a random phase of the daemons' timers (1 s adverts and check scripts,
+/// 100 ms adverts and probes). Without it every run starts at the same
+/// phase (right after the lab settled) and the runs are not independent.
+fn jitter() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let mut x = STATE.load(Ordering::Relaxed);
+    if x == 0 {
+        x = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9e37_79b9_7f4a_7c15, |d| d.as_nanos() as u64)
+            | 1;
+    }
+    // xorshift64
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    STATE.store(x, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_micros(x % 1_000_000));
+}
+
 fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
 }
@@ -640,12 +662,14 @@ fn run_setup(s: Setup, o: &Opts, scen: &[char], with_fp: bool) -> SetupResult {
     let has = |c: char| scen.contains(&c);
     for run in 0..o.runs {
         if has('A') || has('D') {
+            jitter();
             let t0 = Instant::now();
             p.lab.kill_nginx(0);
             match poll(&p.lab, t0, "node1\n", Duration::from_secs(20)) {
                 Some((d, f)) => push(&mut r, 'A', run, d, f),
                 None => r.errors.push(format!("run {run} A: backup never served")),
             }
+            jitter();
             let t0 = Instant::now();
             p.start_nginx(0);
             match poll(&p.lab, t0, "node0\n", Duration::from_secs(30)) {
@@ -660,6 +684,7 @@ fn run_setup(s: Setup, o: &Opts, scen: &[char], with_fp: bool) -> SetupResult {
             }
         }
         if has('B') {
+            jitter();
             let t0 = Instant::now();
             p.sigterm_daemon(0);
             match poll(&p.lab, t0, "node1\n", Duration::from_secs(20)) {
@@ -674,6 +699,7 @@ fn run_setup(s: Setup, o: &Opts, scen: &[char], with_fp: bool) -> SetupResult {
             }
         }
         if has('C') {
+            jitter();
             let t0 = Instant::now();
             p.lab.set_link(0, false);
             match poll(&p.lab, t0, "node1\n", Duration::from_secs(20)) {
@@ -1174,7 +1200,7 @@ fn write_report(rep: &Report) -> String {
     );
     let _ = writeln!(
         m,
-        "| client | from its own namespace, a new HTTP/1.0 request (own TCP connection, {} ms timeout) to the VIP every 10 ms, open loop; time = action → first response from the expected node; failed = requests sent before that which got no 200 at all |",
+        "| client | from its own namespace, a new HTTP/1.0 request (own TCP connection, {} ms timeout) to the VIP every 10 ms, open loop; time = action → first response from the expected node; failed = requests sent before that which got no 200 at all; each timed action comes after a random 0-1 s pause (random phase against the daemons' timers) |",
         REQ_TIMEOUT.as_millis()
     );
     let _ = writeln!(
