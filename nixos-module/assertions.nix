@@ -183,6 +183,7 @@ in
   ++ [ (httpUrl "${p}.checks.nginx.statusUrl" (orDefault cfg.checks.nginx.statusUrl d.checks.statusUrl)) ]
 )
 ++ concatLists (mapAttrsToList extraCheck cfg.checks.extra)
+++ import ./nginx-assertions.nix { inherit lib nhLib; } cfg
 ++ concatLists (map
   (event: concatLists (imap0 (i: argv "${p}.notify.${event}.${toString i}") cfg.notify.${event}))
   [ "master" "backup" "fault" "stop" ])

@@ -1,7 +1,7 @@
 # The option tree under services.nginxHa that IS the declaration: node,
-# instances, checks, notify and nginx map one to one onto the JSON keys the
-# daemon reads (src/config/types.rs), so the option names are camelCase like
-# the JSON. Options left at null are left out of the JSON and take the
+# instances, checks, notify and nginx (nginx-options.nix) map one to one
+# onto the JSON keys the daemon reads (src/config/types.rs,
+# src/config/nginx.rs), so the option names are camelCase like the JSON. Options left at null are left out of the JSON and take the
 # daemon's default, which the description states.
 { lib, nhLib, hostName }:
 let
@@ -229,6 +229,8 @@ in
       description = "Further health checks by name (not `nginx`), tracked by the instances that list them in `trackChecks`.";
     };
   };
+
+  nginx = import ./nginx-options.nix { inherit lib nhLib optional; };
 
   notify =
     let

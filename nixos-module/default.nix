@@ -9,9 +9,13 @@
 let
   inherit (lib) mkEnableOption mkIf mkMerge mkOption mkDefault types
     literalExpression optional optionals optionalAttrs mapAttrs
-    mapAttrsToList filterAttrs concatStringsSep concatMap unique;
+    mapAttrsToList filterAttrs concatStringsSep concatMap;
 
   cfg = config.services.nginxHa;
+  declarationOptions = import ./declaration-options.nix {
+    inherit lib nhLib;
+    inherit (config.networking) hostName;
+  };
   nhLib = import ./lib.nix { inherit lib; };
   d = nhLib.daemonDefaults;
 
@@ -23,8 +27,10 @@ let
 
   # Keys of services.nginxHa.nginx that configure NixOS, not the daemon.
   nginxIntegrationKeys = [ "enable" "loopbackStatusPage" "openFirewall" "firewallPorts" "nonlocalBind" ];
-  nginxDeclaration = removeAttrs cfg.nginx nginxIntegrationKeys;
-  hasNginxDeclaration = lib.any (v: v != { } && v != null) (builtins.attrValues nginxDeclaration);
+  # The nginx part as the daemon reads it: unset options, empty lists and
+  # an empty statusPage left out; absent altogether when nothing is set.
+  nginxDeclaration = nhLib.pruneEmpty (nhLib.clean (removeAttrs cfg.nginx nginxIntegrationKeys));
+  hasNginxDeclaration = nginxDeclaration != { };
 
   declaration = nhLib.clean ({
     node = { inherit (cfg.node) name priority; };
@@ -69,46 +75,22 @@ let
   vip4 = vipsOf nhLib.isIPv4;
   vip6 = vipsOf nhLib.isIPv6;
 
-  # Where nginx is told to listen: the free-form sites of the declaration
-  # and services.nginx's own virtual hosts. Only the listen fields of the
-  # latter are read, so no derivation is forced.
-  listenText = builtins.toJSON [
-    (nginxDeclaration.sites or { })
-    (mapAttrsToList (_: v: [ (v.listen or [ ]) (v.listenAddresses or [ ]) ])
-      (config.services.nginx.virtualHosts or { }))
-  ];
-  listensOn = addrs: lib.any (a: lib.hasInfix a listenText) addrs;
+  # Which virtual IPs nginx binds, so which families need
+  # ip_nonlocal_bind: the declaration's sites, exactly as the daemon's
+  # listens_on_nonlocal (src/config/nginx.rs) decides, plus the listen
+  # addresses of services.nginx's own virtual hosts (only those fields are
+  # read, so no derivation is forced).
+  vhostAddresses = concatMap
+    (v: map (a: lib.removeSuffix "]" (lib.removePrefix "[" a))
+      (concatMap (l: optional ((l.addr or null) != null) l.addr) (v.listen or [ ])
+        ++ (v.listenAddresses or [ ])))
+    (builtins.attrValues (config.services.nginx.virtualHosts or { }));
+  # The rendered config serves stub_status itself unless told not to.
+  rendersStatusPage = hasNginxDeclaration && nhLib.orDefault cfg.nginx.statusPage.enable true;
 
-  # Ports of the declaration's sites. The nginx part of the declaration is
-  # still being designed, so this reads the two shapes it is likely to
-  # have: `port = 443;` anywhere, and "ADDRESS:PORT" strings under `listen`.
-  sitePorts =
-    let
-      fromListen = v:
-        if builtins.isInt v then [ v ]
-        else if builtins.isString v then
-          let m = builtins.match "(.*:)?([0-9]{1,5})( .*)?" v; in
-          optional (m != null) (lib.toInt (builtins.elemAt m 1))
-        else if builtins.isList v then concatMap fromListen v
-        else if builtins.isAttrs v then collect v
-        else [ ];
-      collect = v:
-        if builtins.isAttrs v then
-          concatLists'
-            (mapAttrsToList
-              (k: x:
-                if k == "port" && builtins.isInt x then [ x ]
-                else if k == "listen" then fromListen x
-                else collect x)
-              v)
-        else if builtins.isList v then concatMap collect v
-        else [ ];
-      concatLists' = builtins.concatLists;
-      found = unique (collect (nginxDeclaration.sites or { }));
-    in
-    if (nginxDeclaration.sites or { }) == { } then [ ]
-    else if found == [ ] then [ 80 443 ]
-    else found;
+  nonlocal = nhLib.nginx.listensOnNonlocal
+    (nhLib.nginx.listenAddresses cfg.nginx.sites ++ vhostAddresses)
+    (vip4 ++ vip6);
 
   # VRRP is IP protocol 112. Multicast instances accept it on their
   # interface for the VRRP group; unicast instances only from their peers.
@@ -143,11 +125,7 @@ let
     vrrpRules);
 in
 {
-  options.services.nginxHa = import ./declaration-options.nix
-    {
-      inherit lib nhLib;
-      inherit (config.networking) hostName;
-    } // {
+  options.services.nginxHa = declarationOptions // {
     enable = mkEnableOption "nginx-ha, VRRP virtual IPs with built-in nginx health checks";
 
     package = lib.mkPackageOption pkgs "nginx-ha" { };
@@ -176,55 +154,57 @@ in
     nginx = mkOption {
       default = { };
       description = ''
-        The `nginx` part of the declaration (upstreams, sites, status page)
-        that `nginx-ha render-nginx` turns into nginx config, plus the NixOS
-        integration switches below.
-
-        Its schema is being redesigned (src/config/nginx.rs); until then
-        everything except the integration options is free-form JSON, passed
-        to the daemon as written and checked by `check-config` at build time.
+        The `nginx` part of the declaration (upstreams, sites, status page,
+        default server; see src/config/nginx.rs and the README's field
+        reference) that `nginx-ha render-nginx` turns into nginx config at
+        build time, plus the NixOS integration switches `enable`,
+        `loopbackStatusPage`, `openFirewall`, `firewallPorts` and
+        `nonlocalBind`, which are not part of the JSON. When nothing of
+        the declaration part is set, the JSON has no `nginx` key and
+        nothing is rendered.
       '';
       example = literalExpression ''
         {
-          upstreams.app.servers = [ "10.0.0.5:8080" "10.0.0.6:8080" ];
+          upstreams.app.servers = [
+            { address = "10.0.0.5:8080"; }
+            { address = "10.0.0.6:8080"; }
+          ];
           sites.www = {
-            serverName = "www.example.org";
-            listen = [ "192.0.2.100:443" ];
-            tls = { certificate = "/run/secrets/www.crt"; key = "/run/secrets/www.key"; };
-            upstream = "app";
+            serverNames = [ "www.example.org" ];
+            listen = [
+              { address = "192.0.2.100"; port = 443; ssl = true; }
+              { address = "192.0.2.100"; port = 80; }
+            ];
+            tls = {
+              certificateFile = "/run/agenix/www.crt";
+              keyFile = config.age.secrets.www-key.path;
+            };
+            locations = [{ path = "/"; proxyPass = "app"; }];
           };
         }
       '';
-      type = types.submodule ({ config, ... }: {
-        freeformType = types.attrsOf (types.nullOr types.anything);
-        options = {
+      type = types.submodule {
+        options = declarationOptions.nginx // {
           enable = mkOption {
             type = types.bool;
             default = true;
             description = ''
-              Run nginx on this node (services.nginx) and feed it the config
-              rendered from this declaration at build time. Off: you run
-              nginx yourself and point `checks.nginx` at it.
+              Run nginx on this node (services.nginx) and include the config
+              rendered from this declaration in its http block. Off: you run
+              nginx yourself (with `nginx-ha render-nginx`, or your own
+              config) and point `checks.nginx` at it.
             '';
-          };
-          upstreams = mkOption {
-            type = types.attrsOf types.anything;
-            default = { };
-            description = "Free-form for now: upstream groups by name, as `render-nginx` reads them.";
-          };
-          sites = mkOption {
-            type = types.attrsOf types.anything;
-            default = { };
-            description = "Free-form for now: sites (server blocks) by name, as `render-nginx` reads them.";
           };
           loopbackStatusPage = mkOption {
             type = types.bool;
-            default = config.enable && (config.statusPage or null) == null;
-            defaultText = literalExpression "nginx.enable && nginx.statusPage == null";
+            default = cfg.nginx.enable && !rendersStatusPage;
+            defaultText = literalExpression "nginx.enable, unless the rendered declaration serves its own statusPage";
             description = ''
               Serve nginx's stub_status on loopback at `checks.nginx.statusUrl`
               (default http://127.0.0.1:8081/nginx_status) for the health
-              check. Off when the declaration's own `statusPage` is rendered.
+              check, as a services.nginx virtual host. Off by default when the
+              declaration's nginx part is rendered with its `statusPage`
+              (enabled unless `statusPage.enable = false`), which then serves it.
             '';
           };
           openFirewall = mkOption {
@@ -234,21 +214,25 @@ in
           };
           firewallPorts = mkOption {
             type = types.listOf types.port;
-            default = sitePorts;
-            defaultText = literalExpression "the ports the sites listen on ([ 80 443 ] if none is found)";
+            default = nhLib.nginx.ports cfg.nginx.sites;
+            defaultText = literalExpression "the ports of the sites' listen entries (default 80, and 443 with tls), loopback addresses left out";
+            example = [ 80 443 8443 ];
             description = "TCP ports opened for the sites when `openFirewall` is on.";
           };
           nonlocalBind = mkOption {
             type = types.bool;
-            default = listensOn (vip4 ++ vip6);
-            defaultText = literalExpression "true if a site or virtual host listens on a virtual IP";
+            default = nonlocal.v4 || nonlocal.v6;
+            defaultText = literalExpression "true if a site's listen.address (or a services.nginx virtual host's listen address) is a virtual IP";
             description = ''
-              Set the `ip_nonlocal_bind` sysctls, so nginx can bind a virtual
-              IP on a node that is not master (nginx does not start otherwise).
+              Set `net.ipv4.ip_nonlocal_bind` / `net.ipv6.ip_nonlocal_bind`
+              for the families of the virtual IPs nginx listens on, so nginx
+              can bind them on a node that is not master (it does not start
+              otherwise). Forced on without such a listener, it is set for
+              every family the instances' virtual IPs use.
             '';
           };
         };
-      });
+      };
     };
 
     declaration = mkOption {
@@ -326,8 +310,13 @@ in
       };
 
       boot.kernel.sysctl = mkIf cfg.nginx.nonlocalBind (
-        optionalAttrs (vip4 != [ ]) { "net.ipv4.ip_nonlocal_bind" = mkDefault 1; }
-        // optionalAttrs (vip6 != [ ]) { "net.ipv6.ip_nonlocal_bind" = mkDefault 1; }
+        let
+          derived = nonlocal.v4 || nonlocal.v6;
+          v4 = if derived then nonlocal.v4 else vip4 != [ ];
+          v6 = if derived then nonlocal.v6 else vip6 != [ ];
+        in
+        optionalAttrs v4 { "net.ipv4.ip_nonlocal_bind" = mkDefault 1; }
+        // optionalAttrs v6 { "net.ipv6.ip_nonlocal_bind" = mkDefault 1; }
       );
 
       networking.firewall.allowedTCPPorts = mkIf cfg.nginx.openFirewall cfg.nginx.firewallPorts;

@@ -105,20 +105,88 @@ let
   min = system [ minimal ];
 
   # Sites listening on the VIP: sysctl and site ports.
-  withSites = system [
-    ./examples/lb1.nix
-    {
-      services.nginxHa.nginx.sites.www = {
-        serverName = "www.example.org";
-        listen = [ "192.0.2.100:443" "192.0.2.100:80" ];
+  withSites = system [ ./examples/lb1.nix ./examples/sites.nix ];
+
+  # examples/two-node.json written as Nix: must give the same JSON.
+  twoNodeJson = builtins.fromJSON (builtins.readFile ../examples/two-node.json);
+  twoNode = system [{
+    services.nginxHa = {
+      enable = true;
+      node = { name = "lb-a"; priority = 150; };
+      instances.front = {
+        interface = "eth0";
+        virtualRouterId = 42;
+        virtualIps = [ "192.0.2.100/24" ];
+        advertInterval = "100ms";
+        unicastSource = "192.0.2.11";
+        unicastPeers = [ "192.0.2.11" "192.0.2.12" ];
       };
-    }
-  ];
+      checks.nginx = { statusUrl = "http://127.0.0.1:8081/nginx_status"; fall = 2; rise = 3; };
+      nginx = {
+        upstreams.app = {
+          method = "leastConn";
+          servers = [
+            { address = "198.51.100.31:8000"; weight = 2; }
+            { address = "198.51.100.32:8000"; }
+            { address = "198.51.100.33:8000"; backup = true; }
+          ];
+          keepalive = 32;
+        };
+        sites.app = {
+          serverNames = [ "app.example.com" ];
+          locations = [
+            { path = "/"; proxyPass = "app"; }
+            { path = "/ws/"; proxyPass = "app"; websockets = true; }
+            { path = "/static/"; root = "/srv/app"; }
+          ];
+        };
+      };
+    };
+  }];
+
+  # One site on top of the base instance (and an IPv6 one), for the
+  # derived sysctls, ports and status page.
+  v6Instance = {
+    interface = "eth0";
+    virtualRouterId = 52;
+    virtualIps = [ "2001:db8::100/64" ];
+  };
+  oneSite = site: system (base {
+    services.nginxHa.instances.v6 = v6Instance;
+    services.nginxHa.nginx.sites.s = { serverNames = [ "s.example.org" ]; locations = [{ path = "/"; root = "/srv/s"; }]; } // site;
+  });
+  sysctl = c: c.boot.kernel.sysctl;
+  ports = c: c.networking.firewall.allowedTCPPorts;
+  tlsFiles = { certificateFile = "/run/s.crt"; keyFile = "/run/s.key"; };
+  onV6Vip = oneSite { listen = [{ address = "2001:DB8:0::100"; port = 8080; }]; };
+  onV4Vip = oneSite { listen = [{ address = "192.0.2.100"; port = 80; }]; };
+  onOtherAddress = oneSite { listen = [{ address = "192.0.2.50"; port = 80; } { address = "127.0.0.1"; port = 8088; }]; };
+  wildcardTls = oneSite { tls = tlsFiles; };
+  vhostOnVip = system (base {
+    services.nginx.virtualHosts.vip.listen = [{ addr = "192.0.2.100"; port = 80; }];
+  });
+  forcedNonlocal = system (base {
+    services.nginxHa.instances.v6 = v6Instance;
+    services.nginxHa.nginx.nonlocalBind = true;
+  });
+  statusPageOff = system (base {
+    services.nginxHa.nginx = {
+      sites.s = { serverNames = [ "s.example.org" ]; locations = [{ path = "/"; root = "/srv/s"; }]; };
+      statusPage.enable = false;
+    };
+    services.nginxHa.checks.nginx.enable = false;
+  });
 
   decl = c: c.services.nginxHa.declaration;
   unit = c: c.systemd.services.nginx-ha;
   opts = (eval [ minimal ]).options.services.nginxHa;
   instOpts = opts.instances.type.getSubOptions [ ];
+  nginxOpts = opts.nginx.type.getSubOptions [ ];
+  upOpts = nginxOpts.upstreams.type.getSubOptions [ ];
+  serverOpts = upOpts.servers.type.nestedTypes.elemType.getSubOptions [ ];
+  siteOpts = nginxOpts.sites.type.getSubOptions [ ];
+  listenOpts = siteOpts.listen.type.nestedTypes.elemType.nestedTypes.elemType.getSubOptions [ ];
+  locOpts = siteOpts.locations.type.nestedTypes.elemType.getSubOptions [ ];
 
   # One base instance, then each bad case changes one thing.
   base = extra: [
@@ -149,6 +217,20 @@ let
   };
   badModuleOnly = expect: modules: bad expect modules // { moduleOnly = true; };
   typeError = path: "option `services.nginxHa.${path}' is not of type";
+  # A valid nginx part (one upstream, one site); each nginx case changes
+  # one thing in it.
+  app = { servers = [{ address = "198.51.100.31:8000"; }]; };
+  www = {
+    serverNames = [ "www.example.org" ];
+    locations = [{ path = "/"; proxyPass = "app"; }];
+  };
+  withNginx = { upstreams ? { inherit app; }, site ? { }, extra ? { } }: nh ({
+    nginx = { inherit upstreams; sites.www = www // site; };
+  } // extra);
+  location = loc: withNginx { site.locations = [ loc ]; };
+  directive = d: withNginx { site.extraDirectives = [ d ]; };
+  server = srv: withNginx { upstreams.app.servers = [ srv ]; };
+  nginxError = path: "option `services.nginxHa.nginx.${path}' is not of type";
   # The first element of a list option: lib names it by definition/entry.
   listTypeError = path: "option `services.nginxHa.${path}.\"[definition 1-entry 1]\"' is not of type";
 in
@@ -217,9 +299,87 @@ in
       && !(withSites.boot.kernel.sysctl ? "net.ipv6.ip_nonlocal_bind");
     sitePortsOpened = lib.sort lib.lessThan withSites.networking.firewall.allowedTCPPorts == [ 80 443 ];
     noPortsWithoutSites = lb1.networking.firewall.allowedTCPPorts == [ ];
-    nginxDeclarationPassedThrough = (decl withSites).nginx.sites.www.serverName == "www.example.org"
+    nginxDeclarationPassedThrough = builtins.head (decl withSites).nginx.sites.www.serverNames == "www.example.org"
       && !((decl withSites).nginx ? enable) && !((decl withSites).nginx ? firewallPorts);
     nginxIntegrationOff = !(system (base { services.nginxHa.nginx.enable = false; })).services.nginx.enable;
+
+    # The nginx part: typed like src/config/nginx.rs, daemon defaults null.
+    nginxSitesTyped = lib.hasPrefix "attribute set of (submodule)" nginxOpts.sites.type.description
+      && lib.hasPrefix "attribute set of (submodule)" nginxOpts.upstreams.type.description;
+    nginxPortType = listenOpts.port.type.description == "integer between 1 and 65535 (both inclusive)";
+    nginxListenAddressTyped = lib.hasInfix "IPv4 or IPv6 address" listenOpts.address.type.description;
+    nginxMethodExpressible = lib.hasInfix ''"roundRobin", "leastConn", "ipHash", "random", or { hash''
+      upOpts.method.type.description;
+    nginxMatchEnum = locOpts.match.type.description == ''null or one of "prefix", "exact"'';
+    nginxDaemonDefaultsNull = lib.all (o: o.default == null) [
+      upOpts.method
+      upOpts.keepalive
+      serverOpts.weight
+      serverOpts.backup
+      siteOpts.listen
+      siteOpts.tls
+      listenOpts.ssl
+      locOpts.websockets
+      nginxOpts.defaultServer
+      nginxOpts.statusPage.enable
+    ];
+    nginxDescribed = lib.all (o: o.description != "" && o ? example)
+      [ upOpts.servers upOpts.method siteOpts.serverNames siteOpts.locations listenOpts.port locOpts.proxyPass ];
+    noNginxKeyWithoutDeclaration = !((decl lb1) ? nginx);
+
+    # Nix written like examples/two-node.json gives exactly its JSON.
+    twoNodeNginxJson = (decl twoNode).nginx == twoNodeJson.nginx;
+    # The rest too, up to the empty lists/attrsets the other options emit.
+    twoNodeWholeJson = (import ./lib.nix { inherit lib; }).pruneEmpty (decl twoNode) == twoNodeJson;
+
+    # The JSON of the typed values: integration switches, nulls and empty
+    # lists left out; method and directives as the daemon reads them.
+    nginxJsonShape =
+      let n = (decl withSites).nginx; in
+      n.upstreams.media.method == { hash = { key = "$request_uri"; consistent = true; }; }
+      && n.upstreams.app.method == "leastConn"
+      && n.upstreams.app.servers == [
+        { address = "10.0.0.5:8080"; weight = 2; }
+        { address = "10.0.0.6:8080"; }
+        { address = "10.0.0.7:8080"; backup = true; }
+      ]
+      && n.sites.www.listen == [
+        { address = "192.0.2.100"; port = 443; ssl = true; }
+        { address = "192.0.2.100"; port = 80; }
+      ]
+      && builtins.elem { path = "/old"; match = "exact"; return = { status = 301; target = "https://www.example.org/new"; }; } n.sites.www.locations
+      && n.sites.www.extraDirectives == [
+        { name = "client_max_body_size"; args = [ "10m" ]; }
+        { name = "add_header"; args = [ "X-Frame-Options" "DENY" ]; }
+      ]
+      && builtins.attrNames n == [ "sites" "upstreams" ];
+    nginxEmptyListsDropped = (decl (oneSite { extraDirectives = [ ]; listen = [ ]; })).nginx.sites.s
+      == { serverNames = [ "s.example.org" ]; locations = [{ path = "/"; root = "/srv/s"; }]; };
+
+    # ip_nonlocal_bind per family, from the sites' listen.address that is a
+    # virtual IP (listens_on_nonlocal), IPv6 compared in one spelling.
+    sysctlV6Only = sysctl onV6Vip == { "net.ipv6.ip_nonlocal_bind" = 1; };
+    sysctlV4Only = sysctl onV4Vip == { "net.ipv4.ip_nonlocal_bind" = 1; };
+    noSysctlOffVip = sysctl onOtherAddress == { };
+    noSysctlWildcard = sysctl wildcardTls == { };
+    sysctlVirtualHostOnVip = sysctl vhostOnVip == { "net.ipv4.ip_nonlocal_bind" = 1; };
+    sysctlForcedAllFamilies = sysctl forcedNonlocal
+      == { "net.ipv4.ip_nonlocal_bind" = 1; "net.ipv6.ip_nonlocal_bind" = 1; };
+
+    # Firewall: the sites' ports; default 80, 443 too with tls; loopback
+    # listeners left out.
+    portsDefault = ports (oneSite { }) == [ 80 ];
+    portsTlsDefault = ports wildcardTls == [ 80 443 ];
+    portsExplicit = ports onV6Vip == [ 8080 ];
+    portsNotLoopback = ports onOtherAddress == [ 80 ];
+    portsOverride = ports (system (base { services.nginxHa.nginx.firewallPorts = [ 8443 ]; })) == [ 8443 ];
+
+    # The stub_status page: served by the rendered declaration when it has
+    # one, by a services.nginx virtual host otherwise.
+    statusPageFromDeclaration = !(withSites.services.nginx.virtualHosts ? nginx-ha-status)
+      && !((decl withSites).nginx ? statusPage);
+    statusPageDisabledRendered = (decl statusPageOff).nginx.statusPage == { enable = false; }
+      && lib.hasInfix "include /nix/store/" statusPageOff.services.nginx.appendHttpConfig;
 
     disabledDoesNothing = (system [{ services.nginxHa.node.priority = 1; }]).systemd.services == { };
   };
@@ -229,6 +389,9 @@ in
     lb2 = decl (forceAll lb2);
     minimal = decl (forceAll min);
     withSites = decl (forceAll withSites);
+    twoNode = decl (forceAll twoNode);
+    sitesV6 = decl (forceAll onV6Vip);
+    sitesTls = decl (forceAll wildcardTls);
   };
 
   bad = {
@@ -334,5 +497,105 @@ in
       (nh { notify.master = [ [ "logger" "became master" ] ]; });
     notifyTimeoutLong = bad "services.nginxHa.notify.timeout: must be more than 0 and at most 10m"
       (nh { notify.timeout = "11m"; });
+
+    # nginx part, rejected by the option types.
+    nginxPortZero = bad "port' is not of type"
+      (withNginx { site.listen = [{ port = 0; }]; });
+    nginxListenNotAnAddress = bad "address' is not of type"
+      (withNginx { site.listen = [{ address = "vip.example.org"; port = 80; }]; });
+    nginxMethodUnknown = bad (nginxError "upstreams.app.method")
+      (withNginx { upstreams.app = app // { method = "fastest"; }; });
+    nginxHashWithoutKey = bad "option `services.nginxHa.nginx.upstreams.app.method.hash.key' was accessed but has no value defined"
+      (withNginx { upstreams.app = app // { method.hash.consistent = true; }; });
+    nginxKeepaliveZero = bad (nginxError "upstreams.app.keepalive")
+      (withNginx { upstreams.app = app // { keepalive = 0; }; });
+    nginxWeightZero = bad "weight' is not of type"
+      (server { address = "198.51.100.31:8000"; weight = 0; });
+    nginxNoServers = bad (nginxError "upstreams.app.servers")
+      (withNginx { upstreams.app.servers = [ ]; });
+    nginxNoLocations = bad (nginxError "sites.www.locations")
+      (withNginx { site.locations = [ ]; });
+    nginxMatchRegex = bad "match' is not of type"
+      (location { path = "/"; proxyPass = "app"; match = "regex"; });
+    nginxReturnStatus = bad "status' is not of type"
+      (location { path = "/"; return.status = 199; });
+    nginxRootRelative = bad "root' is not of type"
+      (location { path = "/"; root = "srv/www"; });
+    nginxStatusListenName = bad (nginxError "statusPage.listen")
+      (withNginx { extra.nginx.statusPage.listen = "localhost:8081"; });
+
+    # nginx part, rejected by the assertions (and by check-config).
+    nginxUnknownUpstream = bad ''services.nginxHa.nginx.sites.www.locations.0.proxyPass: "api" is not an upstream (known: app)''
+      (location { path = "/"; proxyPass = "api"; });
+    nginxUpstreamInUrlWithPort = bad ''services.nginxHa.nginx.sites.www.locations.0.proxyPass: "http://app:8000/": "app" is an upstream; drop the port''
+      (location { path = "/"; proxyPass = "http://app:8000/"; });
+    nginxProxyPassVariable = bad ''services.nginxHa.nginx.sites.www.locations.0.proxyPass: "http://$host" contains '$',''
+      (location { path = "/"; proxyPass = "http://$host"; });
+    nginxTlsWithoutSsl = bad "services.nginxHa.nginx.sites.www.listen: the site has tls but no listen entry with ssl = true"
+      (withNginx { site = { tls = tlsFiles; listen = [{ port = 80; }]; }; });
+    nginxSslWithoutTls = bad "services.nginxHa.nginx.sites.www.listen.0.ssl: needs the site's tls"
+      (withNginx { site.listen = [{ port = 443; ssl = true; }]; });
+    nginxListenTwice = bad "services.nginxHa.nginx.sites.www.listen.1: this address and port is listed twice"
+      (withNginx { site.listen = [{ port = 80; } { port = 80; }]; });
+    nginxListenMulticast = bad "services.nginxHa.nginx.sites.www.listen.0.address: 224.0.0.1 cannot be listened on"
+      (withNginx { site.listen = [{ address = "224.0.0.1"; port = 80; }]; });
+    nginxSemicolonInPath = bad ''services.nginxHa.nginx.sites.www.locations.0.path: "/a;b" contains ";": ';' would end the nginx directive''
+      (location { path = "/a;b"; proxyPass = "app"; });
+    nginxBraceInRoot = bad ''services.nginxHa.nginx.sites.www.locations.0.root: "/srv/{www" contains "{": braces would open''
+      (location { path = "/"; root = "/srv/{www"; });
+    nginxNewlineInPath = bad ''services.nginxHa.nginx.sites.www.locations.0.path: "/a\nb" contains "\n": a line break''
+      (location { path = "/a\nb"; proxyPass = "app"; });
+    nginxQuoteInKeyFile = bad ''services.nginxHa.nginx.sites.www.tls.keyFile: "/run/a'b.key" contains "'": quotes''
+      (withNginx { site.tls = tlsFiles // { keyFile = "/run/a'b.key"; }; });
+    nginxQuoteInServerName = bad ''services.nginxHa.nginx.sites.www.serverNames.0: "www\"x.org" is not a host name''
+      (withNginx { site.serverNames = [ "www\"x.org" ]; });
+    nginxRegexServerName = bad ''services.nginxHa.nginx.sites.www.serverNames.0: "~^www": regex server names are not supported''
+      (withNginx { site.serverNames = [ "~^www" ]; });
+    nginxServerNameTwice = bad ''services.nginxHa.nginx.sites.www.serverNames.1: "WWW.example.org" is listed twice''
+      (withNginx { site.serverNames = [ "www.example.org" "WWW.example.org" ]; });
+    nginxSiteName = bad "services.nginxHa.nginx.sites.w.w: site names must be 1-64 characters"
+      (nh { nginx = { upstreams = { inherit app; }; sites."w.w" = www; }; });
+    nginxUpstreamName = bad "services.nginxHa.nginx.upstreams.a;b: upstream names must be 1-64 characters"
+      (withNginx { upstreams = { inherit app; "a;b" = app; }; });
+    nginxAllBackup = bad "services.nginxHa.nginx.upstreams.app.servers: every server is a backup"
+      (server { address = "198.51.100.31:8000"; backup = true; });
+    nginxBackupIpHash = bad "services.nginxHa.nginx.upstreams.app.servers.1.backup: nginx does not support backup servers with ipHash"
+      (withNginx { upstreams.app = { method = "ipHash"; servers = app.servers ++ [{ address = "198.51.100.32:8000"; backup = true; }]; }; });
+    nginxBackupDown = bad "services.nginxHa.nginx.upstreams.app.servers.1.down: a server cannot be both backup and down"
+      (withNginx { upstreams.app.servers = app.servers ++ [{ address = "198.51.100.32:8000"; backup = true; down = true; }]; });
+    nginxServerNoPort = bad ''services.nginxHa.nginx.upstreams.app.servers.0.address: "198.51.100.31" is not IP:PORT''
+      (server { address = "198.51.100.31"; });
+    nginxServerTwice = bad ''services.nginxHa.nginx.upstreams.app.servers.1.address: "198.51.100.31:8000" is listed twice''
+      (withNginx { upstreams.app.servers = app.servers ++ app.servers; });
+    nginxFailTimeoutMs = bad "services.nginxHa.nginx.upstreams.app.servers.0.failTimeout: 500ms: nginx takes whole seconds"
+      (server { address = "198.51.100.31:8000"; failTimeout = "500ms"; });
+    nginxHashKeySpace = bad ''services.nginxHa.nginx.upstreams.app.method.hash.key: "$host $uri" contains whitespace''
+      (withNginx { upstreams.app = app // { method.hash.key = "$host $uri"; }; });
+    nginxTwoTargets = bad "services.nginxHa.nginx.sites.www.locations.0: set exactly one of proxyPass, root and return"
+      (location { path = "/"; proxyPass = "app"; root = "/srv/www"; });
+    nginxNoTarget = bad "services.nginxHa.nginx.sites.www.locations.0: set exactly one of proxyPass, root and return"
+      (location { path = "/"; });
+    nginxWebsocketsOnRoot = bad "services.nginxHa.nginx.sites.www.locations.0.websockets: only applies with proxyPass"
+      (location { path = "/"; root = "/srv/www"; websockets = true; });
+    nginxRedirectWithoutTarget = bad "services.nginxHa.nginx.sites.www.locations.0.return.target: a 301 redirect needs a target URL"
+      (location { path = "/"; return.status = 301; });
+    nginxRedirectNotUrl = bad ''services.nginxHa.nginx.sites.www.locations.0.return.target: "example.org" must be a URL''
+      (location { path = "/"; return = { status = 302; target = "example.org"; }; });
+    nginxPathWithQuery = bad ''services.nginxHa.nginx.sites.www.locations.0.path: "/a?b": nginx matches locations without the query string''
+      (location { path = "/a?b"; proxyPass = "app"; });
+    nginxLocationTwice = bad ''services.nginxHa.nginx.sites.www.locations.1.path: "/" is listed twice''
+      (withNginx { site.locations = www.locations ++ www.locations; });
+    nginxDirectiveName = bad ''services.nginxHa.nginx.sites.www.extraDirectives.0.name: "Add-Header" is not a directive name''
+      (directive { name = "Add-Header"; args = [ "X" "y" ]; });
+    nginxDirectiveBrace = bad ''services.nginxHa.nginx.sites.www.extraDirectives.0.args.0: "10m}" contains "}"''
+      (directive { name = "client_max_body_size"; args = [ "10m}" ]; });
+    nginxStatusNotLoopback = bad "services.nginxHa.nginx.statusPage.listen: 192.0.2.11:8081 is not a loopback IP:PORT"
+      (withNginx { extra.nginx.statusPage.listen = "192.0.2.11:8081"; });
+    nginxStatusUrlMismatch = bad ''services.nginxHa.checks.nginx.statusUrl: "http://127.0.0.1:8081/nginx_status" does not match nginx.statusPage (http://127.0.0.1:8082/nginx_status)''
+      (withNginx { extra.nginx.statusPage.listen = "127.0.0.1:8082"; });
+    nginxStatusPageOffButChecked = bad "services.nginxHa.checks.nginx.statusUrl: the nginx check probes stub_status, but nginx.statusPage.enable is false"
+      (withNginx { extra.nginx.statusPage.enable = false; });
+    nginxKeyInStore = badModuleOnly "services.nginxHa.nginx.sites.www.tls.keyFile: /nix/store/0000-www.key is in the Nix store"
+      (withNginx { site = { tls = tlsFiles // { keyFile = "/nix/store/0000-www.key"; }; }; });
   };
 }

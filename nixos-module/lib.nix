@@ -107,6 +107,61 @@ rec {
   # Names that end up in file names, credential names and log fields.
   isSafeName = s: builtins.match "[A-Za-z0-9_-]{1,64}" s != null;
 
+  # IPv6 in one spelling (lower case, eight groups of four digits), so
+  # virtual IPs and listen addresses compare like the daemon's parsed
+  # addresses do. IPv4 (no leading zeros allowed) and anything that is
+  # not a plain IPv6 address come back unchanged.
+  normalizeIp = a:
+    let
+      s = lib.toLower a;
+      halves = lib.splitString "::" s;
+      groups = h: if h == "" then [ ] else lib.splitString ":" h;
+      pad = g: lib.fixedWidthString 4 "0" g;
+      front = groups (builtins.head halves);
+      back = if builtins.length halves == 2 then groups (builtins.elemAt halves 1) else [ ];
+      fill = 8 - builtins.length front - builtins.length back;
+      all = front ++ lib.genList (_: "0") (if builtins.length halves == 2 then fill else 0) ++ back;
+    in
+    if !(isIPv6 a) || lib.hasInfix "." s || builtins.length all != 8 then a
+    else lib.concatMapStringsSep ":" pad all;
+
+  # The nginx part of the declaration (src/config/nginx.rs), as the module
+  # needs it to derive sysctls and firewall ports. `site` is a site's
+  # option value; unset fields are null.
+  nginx = rec {
+    # Site.effective_listen: the listen lines after defaults.
+    effectiveListen = site:
+      if site.listen != null && site.listen != [ ] then site.listen
+      else if site.tls == null then [{ address = null; port = 80; ssl = null; }]
+      else [{ address = null; port = 443; ssl = true; } { address = null; port = 80; ssl = null; }];
+
+    listenAddresses = sites: lib.concatMap
+      (site: lib.concatMap (l: lib.optional (l.address != null) l.address) (effectiveListen site))
+      (builtins.attrValues sites);
+
+    # listens_on_nonlocal: of the addresses nginx is told to listen on,
+    # the virtual IPs, and their families (each needs its
+    # ip_nonlocal_bind). `listensOnNonlocal (listenAddresses sites) vips`
+    # is the daemon's function.
+    listensOnNonlocal = listened: vips:
+      let
+        vipSet = map normalizeIp vips;
+        addresses = lib.unique (builtins.filter (a: builtins.elem (normalizeIp a) vipSet) listened);
+      in
+      {
+        inherit addresses;
+        v4 = lib.any isIPv4 addresses;
+        v6 = lib.any isIPv6 addresses;
+      };
+
+    # TCP ports the sites take connections on; loopback listeners are
+    # left out (nothing to open for them).
+    ports = sites: lib.sort lib.lessThan (lib.unique (lib.concatMap
+      (site: map (l: l.port)
+        (builtins.filter (l: l.address == null || !(isLoopback l.address)) (effectiveListen site)))
+      (builtins.attrValues sites)));
+  };
+
   types = {
     duration = lib.mkOptionType {
       name = "nginxHaDuration";
@@ -178,6 +233,15 @@ rec {
   # Drops nulls (unset options) everywhere, so the daemon's own defaults
   # apply, and turns path values into strings so nothing is copied into the
   # store by builtins.toJSON.
+  # The nginx part after `clean`: empty lists and attrsets (unset listen,
+  # no extraDirectives, no upstreams) mean the same as absent to the
+  # daemon, so they are left out too.
+  pruneEmpty = v:
+    if builtins.isAttrs v then
+      lib.filterAttrs (_: x: x != { } && x != [ ]) (lib.mapAttrs (_: pruneEmpty) v)
+    else if builtins.isList v then map pruneEmpty v
+    else v;
+
   clean = v:
     if builtins.isAttrs v then
       lib.mapAttrs (_: clean) (lib.filterAttrs (_: x: x != null) v)

@@ -65,6 +65,46 @@ fn unknown_key_is_named() {
     );
 }
 
+/// Found by fuzzing (config_parse): an empty key was reported at path ""
+/// (top level) or "node." (nested), naming no field.
+#[test]
+fn empty_key_is_named() {
+    let lines = |j: &str| match nginx_ha::config::parse(j.as_bytes()) {
+        Ok(_) => panic!("{j} accepted"),
+        Err(e) => e.lines(),
+    };
+    assert_refused(&lines(r#"{"": 1}"#), "\"\"", "unknown field ``");
+    let l = problems(|v| v["node"][""] = json!(1));
+    assert_refused(&l, "node.\"\"", "unknown field ``");
+    let l = problems(|v| v["instances"]["web"]["virtualIps"] = json!([1]));
+    assert_refused(&l, "instances.web.virtualIps.0", "invalid type");
+}
+
+/// serde reads a struct from a JSON array by position; a declaration must
+/// name its fields, so arrays where objects belong are refused, at every
+/// level, with the path of the array.
+#[test]
+fn arrays_in_place_of_objects_are_refused() {
+    let whole = json!([
+        { "name": "lb1", "priority": 150 },
+        { "web": { "interface": "eth0", "virtualRouterId": 51, "virtualIps": ["192.0.2.100/24"] } }
+    ]);
+    let l = match nginx_ha::config::parse(whole.to_string().as_bytes()) {
+        Ok(_) => panic!("a positional declaration was accepted"),
+        Err(e) => e.lines(),
+    };
+    assert_refused(&l, ".", "is an array");
+    let l = problems(|v| v["node"] = json!(["lb1", 150]));
+    assert_refused(&l, "node", "is an array");
+    let l = problems(|v| v["instances"]["web"]["announce"] = json!([3]));
+    assert_refused(&l, "instances.web.announce", "is an array");
+    let l = problems(|v| v["checks"] = json!({ "extra": { "t": ["tcp"] } }));
+    assert!(!l.is_empty(), "positional extra check accepted");
+    // A map (instances) never took an array; it still names the field.
+    let l = problems(|v| v["instances"] = json!([]));
+    assert_refused(&l, "instances", "invalid type: sequence");
+}
+
 #[test]
 fn wrong_type_is_named() {
     let l = problems(|v| v["instances"]["web"]["virtualRouterId"] = json!("51"));

@@ -4,7 +4,7 @@
 
 mod lab;
 
-use lab::{Lab, require_root_and_tools, wait_for};
+use lab::{Lab, mdi_100ms, ms, require_root_and_tools, skew_100ms, wait_for};
 use serde_json::{Value, json};
 use std::net::IpAddr;
 use std::os::unix::net::UnixDatagram;
@@ -15,35 +15,10 @@ const VIP: &str = "192.0.2.100";
 fn vip() -> IpAddr {
     VIP.parse().unwrap()
 }
-fn ms(v: u64) -> Duration {
-    Duration::from_millis(v)
-}
-/// Skew_Time at 100 ms adverts (RFC 5798 §6.1).
-fn skew(p: u64) -> Duration {
-    Duration::from_micros((256 - p) * 100_000 / 256)
-}
-fn mdi(p: u64) -> Duration {
-    ms(300) + skew(p)
-}
-
-fn web(extra: Value) -> Value {
-    let mut i = json!({
-        "interface": "eth0",
-        "virtualRouterId": 51,
-        "virtualIps": [format!("{VIP}/24")],
-        "advertInterval": "100ms"
-    });
-    if let (Some(o), Some(e)) = (i.as_object_mut(), extra.as_object()) {
-        for (k, v) in e {
-            o.insert(k.clone(), v.clone());
-        }
-    }
-    i
-}
 
 fn decl(lab: &Lab, i: usize, extra: &Value) -> Value {
     let prio = if i == 0 { 150 } else { 100 };
-    lab.declaration(i, prio, json!({ "web": web(extra.clone()) }))
+    lab.declaration(i, prio, json!({ "web": lab::instance(VIP, extra.clone()) }))
 }
 
 fn pair_with(extra: Value) -> Lab {
@@ -82,7 +57,7 @@ fn kill_nginx_on_master_backup_serves_within_skew_time() {
     let (at, failed) =
         served_by(&lab, "node1\n", Duration::from_secs(3)).expect("backup never served");
     let took = at - start;
-    let bound = skew(100) + ms(100);
+    let bound = skew_100ms(100) + ms(100);
     println!(
         "kill -9 nginx -> backup serving: {took:?}, {failed} failed requests (bound {bound:?})"
     );
@@ -208,7 +183,7 @@ fn maintenance_moves_the_vip_and_survives_a_restart() {
         (lab.state(0, "web") == "STATE=FAULT").then_some(())
     })
     .expect("restarted daemon forgot maintenance");
-    std::thread::sleep(mdi(150) * 2);
+    std::thread::sleep(mdi_100ms(150) * 2);
     assert_eq!(
         lab.holders(vip()),
         vec![1],
@@ -497,4 +472,42 @@ fn notify_hooks_run_in_order() {
             .filter(|s| s.lines().count() >= 3)
     });
     assert_eq!(got.as_deref(), Some(want));
+}
+
+#[test]
+fn negative_weight_lowers_priority_and_the_peer_preempts() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let mut lab = Lab::new(2, env!("CARGO_BIN_EXE_nginx-ha").as_ref());
+    let flag = lab.dir.path().join("api-healthy");
+    std::fs::write(&flag, b"").unwrap();
+    for i in 0..2 {
+        lab.start_nginx(i);
+        let mut d = decl(&lab, i, &json!({}));
+        if i == 0 {
+            d["checks"]["extra"] = json!({ "api": {
+                "type": "exec", "command": ["/usr/bin/test", "-e", flag],
+                "interval": "100ms", "timeout": "100ms", "rise": 1, "fall": 2, "weight": -60
+            }});
+        }
+        lab.start_daemon(i, &d);
+    }
+    wait_for(Duration::from_secs(5), || {
+        (lab.holders(vip()) == vec![0]).then_some(())
+    })
+    .expect("no master");
+    std::fs::remove_file(&flag).unwrap();
+    // 150 - 60 = 90 < 100: node1 preempts once its Master_Down_Timer runs out.
+    served_by(&lab, "node1\n", Duration::from_secs(3)).expect("peer never preempted");
+    let st: Value =
+        serde_json::from_slice(&lab.cli(0, &["status", "--json"]).stdout).expect("status");
+    assert_eq!(st["instances"][0]["effectivePriority"], 90);
+    assert_eq!(
+        st["instances"][0]["state"], "BACKUP",
+        "a weighted check is not a fault"
+    );
+    std::fs::write(&flag, b"").unwrap();
+    served_by(&lab, "node0\n", Duration::from_secs(3))
+        .expect("no failback after the check recovered");
 }

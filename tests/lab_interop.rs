@@ -40,11 +40,7 @@ impl Case {
 
 fn keepalived_conf(case: Case, me: usize, other: usize, prio: u8) -> String {
     let version = if matches!(case, Case::V2Pass) { 2 } else { 3 };
-    let advert = if matches!(case, Case::V2Pass) {
-        "1".to_string()
-    } else {
-        "0.1".to_string()
-    };
+    let advert = format!("{}", case.interval_ms() as f64 / 1000.0);
     let auth = if matches!(case, Case::V2Pass) {
         "    authentication {\n        auth_type PASS\n        auth_pass s3cret\n    }\n"
     } else {

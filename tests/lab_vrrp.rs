@@ -3,7 +3,7 @@
 
 mod lab;
 
-use lab::{Lab, require_root_and_tools, wait_for};
+use lab::{Lab, mdi_100ms, ms, require_root_and_tools, skew_100ms, wait_for};
 use serde_json::{Value, json};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -15,34 +15,6 @@ fn vip4() -> IpAddr {
     VIP4.parse().unwrap()
 }
 
-fn ms(v: u64) -> Duration {
-    Duration::from_millis(v)
-}
-
-/// Skew_Time for priority `p` at 100 ms adverts (RFC 5798 §6.1).
-fn skew(p: u64) -> Duration {
-    Duration::from_micros((256 - p) * 100_000 / 256)
-}
-
-fn mdi(p: u64) -> Duration {
-    ms(300) + skew(p)
-}
-
-fn web(vip: &str, extra: Value) -> Value {
-    let mut i = json!({
-        "interface": "eth0",
-        "virtualRouterId": 51,
-        "virtualIps": [format!("{vip}/{}", if vip.contains(':') { 64 } else { 24 })],
-        "advertInterval": "100ms"
-    });
-    if let (Some(o), Some(e)) = (i.as_object_mut(), extra.as_object()) {
-        for (k, v) in e {
-            o.insert(k.clone(), v.clone());
-        }
-    }
-    i
-}
-
 /// Two nodes with nginx and the daemon, priorities 150 and 100; waits for
 /// node0 to hold the VIP and serve it.
 fn pair(vip: &str, extra: impl Fn(usize) -> Value) -> Lab {
@@ -51,7 +23,7 @@ fn pair(vip: &str, extra: impl Fn(usize) -> Value) -> Lab {
         lab.start_nginx(i);
     }
     for (i, prio) in [(0, 150), (1, 100)] {
-        let d = lab.declaration(i, prio, json!({ "web": web(vip, extra(i)) }));
+        let d = lab.declaration(i, prio, json!({ "web": lab::instance(vip, extra(i)) }));
         lab.start_daemon(i, &d);
     }
     let v: IpAddr = vip.parse().unwrap();
@@ -100,7 +72,7 @@ fn b_sigterm_on_master_backup_serves_within_skew_time() {
         lab.reap_daemon(0).is_some_and(|s| s.success()),
         "daemon did not exit cleanly"
     );
-    let bound = skew(100) + ms(100);
+    let bound = skew_100ms(100) + ms(100);
     println!("SIGTERM -> backup serving: {took:?} (bound {bound:?})");
     assert!(took <= bound, "took {took:?}, bound {bound:?}");
     assert!(lab.holders(vip4()) == vec![1], "VIP left behind on node0");
@@ -130,10 +102,13 @@ fn c_sigkill_on_master_backup_serves_within_master_down_interval() {
         .poll_until(vip4(), ms(10), Duration::from_secs(3), |b| b == "node1\n")
         .expect("backup never served");
     let took = at - start;
-    let bound = mdi(100) + ms(100);
+    let bound = mdi_100ms(100) + ms(100);
     println!("SIGKILL -> backup serving: {took:?} (bound {bound:?})");
     assert!(took <= bound, "took {took:?}, bound {bound:?}");
-    assert!(took >= mdi(100) - ms(120), "took over too early: {took:?}");
+    assert!(
+        took >= mdi_100ms(100) - ms(120),
+        "took over too early: {took:?}"
+    );
 }
 
 #[test]
@@ -171,7 +146,7 @@ fn d_link_up_does_not_preempt_with_preempt_off() {
     })
     .expect("node0 did not come back as backup");
     // Several Master_Down_Intervals later node1 still holds it.
-    std::thread::sleep(mdi(150) * 3);
+    std::thread::sleep(mdi_100ms(150) * 3);
     assert_eq!(lab.holders(vip4()), vec![1]);
 }
 
@@ -193,7 +168,7 @@ fn e_blocked_vrrp_gives_two_masters_and_healing_converges_with_announcements() {
     lab.unblock_vrrp(0);
     lab.unblock_vrrp(1);
     let healed = std::time::Instant::now();
-    wait_for(mdi(100) + ms(200), || {
+    wait_for(mdi_100ms(100) + ms(200), || {
         (lab.holders(vip4()) == vec![0]).then_some(())
     })
     .expect("did not converge to one master within a Master_Down_Interval");
@@ -218,7 +193,7 @@ fn f_ipv6_vip_elects_serves_and_fails_over() {
         .expect("IPv6 backup never served");
     let took = at - start;
     println!("IPv6 SIGTERM -> backup serving: {took:?}");
-    assert!(took <= skew(100) + ms(100), "took {took:?}");
+    assert!(took <= skew_100ms(100) + ms(100), "took {took:?}");
 }
 
 #[test]
@@ -262,7 +237,7 @@ fn h_stale_vip_is_cleaned_at_start() {
         "dev",
         "eth0",
     ]);
-    let d1 = lab.declaration(1, 100, json!({ "web": web(VIP4, json!({})) }));
+    let d1 = lab.declaration(1, 100, json!({ "web": lab::instance(VIP4, json!({})) }));
     lab.start_daemon(1, &d1);
     wait_for(Duration::from_secs(2), || {
         lab.daemon_log(1)
@@ -270,10 +245,49 @@ fn h_stale_vip_is_cleaned_at_start() {
             .then_some(())
     })
     .expect("stale VIP not reported");
-    let d0 = lab.declaration(0, 150, json!({ "web": web(VIP4, json!({})) }));
+    let d0 = lab.declaration(0, 150, json!({ "web": lab::instance(VIP4, json!({})) }));
     lab.start_daemon(0, &d0);
     wait_for(Duration::from_secs(5), || {
         (lab.holders(vip4()) == vec![0]).then_some(())
     })
     .unwrap_or_else(|| panic!("holders {:?}", lab.holders(vip4())));
+}
+
+#[test]
+fn vip_add_failure_is_a_fault_not_a_silent_master() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let v6: IpAddr = VIP6.parse().unwrap();
+    // node1 is the preferred master here; node0 waits as backup.
+    let mut lab = Lab::new(2, env!("CARGO_BIN_EXE_nginx-ha").as_ref());
+    for (i, prio) in [(1, 150), (0, 100)] {
+        lab.start_nginx(i);
+        let d = lab.declaration(i, prio, json!({ "web": lab::instance(VIP6, json!({})) }));
+        lab.start_daemon(i, &d);
+    }
+    wait_for(Duration::from_secs(5), || {
+        (lab.holders(v6) == vec![1]).then_some(())
+    })
+    .expect("node1 never became master");
+    // The kernel now refuses IPv6 addresses on node0's eth0.
+    lab::sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.nodes[0].ns,
+        "sysctl",
+        "-qw",
+        "net.ipv6.conf.eth0.disable_ipv6=1",
+    ]);
+    lab.signal_daemon(1, libc::SIGTERM);
+    wait_for(Duration::from_secs(3), || {
+        lab.daemon_log(0).contains("cannot add VIP").then_some(())
+    })
+    .expect("node0 never tried to take over");
+    wait_for(Duration::from_secs(1), || {
+        (lab.state(0, "web") == "STATE=FAULT").then_some(())
+    })
+    .unwrap_or_else(|| panic!("node0 is {} without its VIP", lab.state(0, "web")));
+    assert!(lab.holders(v6).is_empty());
 }

@@ -86,7 +86,7 @@ pub fn parse(bytes: &[u8]) -> Result<Declaration, LoadError> {
     let decl: Declaration = match serde_path_to_error::deserialize(&mut de) {
         Ok(d) => d,
         Err(e) => {
-            let path = dotted(&e.path().to_string());
+            let path = dotted(e.path());
             let inner = e.into_inner();
             let message = if inner.is_syntax() || inner.is_eof() {
                 format!("not valid JSON: {inner}")
@@ -106,6 +106,10 @@ pub fn parse(bytes: &[u8]) -> Result<Declaration, LoadError> {
             }],
         });
     }
+    let shape = positional_structs(bytes, &decl);
+    if !shape.is_empty() {
+        return Err(LoadError::Invalid { problems: shape });
+    }
     let problems = validate(&decl);
     if problems.is_empty() {
         Ok(decl)
@@ -114,19 +118,98 @@ pub fn parse(bytes: &[u8]) -> Result<Declaration, LoadError> {
     }
 }
 
-/// serde_path_to_error writes sequence indices as `[0]`; validation
-/// writes `.0`. One form everywhere, so a path can be grepped and matched.
-fn dotted(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    let mut chars = path.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '[' if chars.peek().is_some_and(|d| d.is_ascii_digit()) => out.push('.'),
-            ']' if out.ends_with(|d: char| d.is_ascii_digit()) => {}
-            _ => out.push(c),
-        }
+/// The dotted form of a serde path (`instances.web.virtualIps.0`), the form
+/// validation writes too, so a path can be grepped and matched. Built from
+/// the segments rather than from serde_path_to_error's Display, which
+/// writes indices as `[0]` and an empty key as nothing at all: `{"": 1}`
+/// would be reported at path "" and name no field. An empty key is shown
+/// as `""`. A trailing unknown segment (a syntax error where a key should
+/// be, e.g. a `//` comment) is dropped: the error is in the enclosing
+/// object, which is more use to a reader than serde's `?`.
+fn dotted(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut segments: Vec<&Segment> = path.iter().collect();
+    while matches!(segments.last(), Some(Segment::Unknown)) {
+        segments.pop();
     }
-    out
+    let parts: Vec<String> = segments
+        .into_iter()
+        .map(|s| match s {
+            Segment::Seq { index } => index.to_string(),
+            Segment::Map { key } | Segment::Enum { variant: key } if key.is_empty() => {
+                "\"\"".into()
+            }
+            Segment::Map { key } | Segment::Enum { variant: key } => key.clone(),
+            Segment::Unknown => "?".into(),
+        })
+        .collect();
+    if parts.is_empty() {
+        ".".into()
+    } else {
+        parts.join(".")
+    }
+}
+
+/// serde's derived structs also accept a JSON array, read by position:
+/// `"node": ["lb1", 150]` or a whole declaration as `[{...}, {...}]` would
+/// pass, though no field is named and a generator that emits fields in
+/// another order would silently set the wrong ones. Only objects with named
+/// (and checked) keys are declarations; this finds every array that stands
+/// where a struct was read, by walking the input beside the declaration's
+/// own serialised form, in which every struct is an object.
+fn positional_structs(bytes: &[u8], decl: &Declaration) -> Vec<Problem> {
+    // Both succeed for anything that deserialised; if either did not, there
+    // is nothing positional to report.
+    let (Ok(input), Ok(canonical)) = (
+        serde_json::from_slice::<serde_json::Value>(bytes),
+        serde_json::to_value(decl),
+    ) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    let mut path = Vec::new();
+    walk_shapes(&input, &canonical, &mut path, &mut found);
+    found
+}
+
+fn walk_shapes(
+    input: &serde_json::Value,
+    canonical: &serde_json::Value,
+    path: &mut Vec<String>,
+    found: &mut Vec<Problem>,
+) {
+    use serde_json::Value;
+    match (input, canonical) {
+        (Value::Array(_), Value::Object(_)) => found.push(Problem {
+            path: if path.is_empty() {
+                ".".into()
+            } else {
+                path.join(".")
+            },
+            message: "is an array, but this takes an object with named fields".into(),
+        }),
+        (Value::Object(i), Value::Object(c)) => {
+            for (k, v) in i {
+                if let Some(cv) = c.get(k) {
+                    path.push(if k.is_empty() {
+                        "\"\"".into()
+                    } else {
+                        k.clone()
+                    });
+                    walk_shapes(v, cv, path, found);
+                    path.pop();
+                }
+            }
+        }
+        (Value::Array(i), Value::Array(c)) => {
+            for (n, (v, cv)) in i.iter().zip(c).enumerate() {
+                path.push(n.to_string());
+                walk_shapes(v, cv, path, found);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
 }
 
 /// serde_json appends " at line L column C" to data errors; the JSON path

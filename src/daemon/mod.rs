@@ -123,8 +123,11 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
     systemd::stopping();
     drop(listener);
     d.shutdown().await;
-    if let Err(e) = std::fs::remove_file(opts.runtime_dir.join(control::SOCKET)) {
-        error!("removing control socket: {e}");
+    match std::fs::remove_file(opts.runtime_dir.join(control::SOCKET)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            error!("removing control socket: {e}")
+        }
+        _ => {}
     }
     Ok(())
 }

@@ -32,8 +32,14 @@ enum FaultSource {
     Maintenance,
     Link,
     Address,
+    /// Adding a VIP failed (e.g. no CAP_NET_ADMIN): a master without its
+    /// VIP would keep the peer from serving it. Retried after a while.
+    Vip,
     Check(String),
 }
+
+/// How long after a failed VIP add the instance tries again.
+const VIP_RETRY: Duration = Duration::from_secs(5);
 
 struct Running {
     plan: Plan,
@@ -44,6 +50,7 @@ struct Running {
     announce_left: u64,
     announce_next: Option<Duration>,
     refresh_next: Option<Duration>,
+    vip_retry: Option<Duration>,
 }
 
 struct CheckState {
@@ -69,6 +76,8 @@ pub struct Daemon {
     maintenance: bool,
     hooks: Hooks,
     rx_dropped: BTreeMap<&'static str, u64>,
+    /// Addresses on each interface we use, for the source-subnet check.
+    if_addrs: BTreeMap<u32, Vec<(IpAddr, u8)>>,
     /// Adverts the reader tasks dropped because the loop was behind.
     overflow: Arc<AtomicU64>,
 }
@@ -122,6 +131,7 @@ impl Daemon {
             maintenance,
             hooks: Hooks::start(),
             rx_dropped: BTreeMap::new(),
+            if_addrs: BTreeMap::new(),
             overflow: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -170,6 +180,7 @@ impl Daemon {
         }
         let on_link = self.net.addresses(idx).await?;
         let primary = plan.pick_primary(&on_link);
+        self.if_addrs.insert(idx, on_link);
         let mut faults = BTreeMap::new();
         if self.maintenance {
             faults.insert(FaultSource::Maintenance, "maintenance mode".to_string());
@@ -212,6 +223,7 @@ impl Daemon {
             announce_left: 0,
             announce_next: None,
             refresh_next: None,
+            vip_retry: None,
         });
         let i = self.insts.len() - 1;
         self.apply_checks(i);
@@ -253,7 +265,14 @@ impl Daemon {
     pub fn next_wake(&self) -> Option<Instant> {
         self.insts
             .iter()
-            .flat_map(|r| [r.core.deadline(), r.announce_next, r.refresh_next])
+            .flat_map(|r| {
+                [
+                    r.core.deadline(),
+                    r.announce_next,
+                    r.refresh_next,
+                    r.vip_retry,
+                ]
+            })
             .flatten()
             .min()
             .map(|d| self.start + d)
@@ -267,6 +286,14 @@ impl Daemon {
                 self.exec(i, a).await;
             }
             self.announce_due(i, now);
+            if self.insts[i].vip_retry.is_some_and(|t| t <= now) {
+                self.insts[i].vip_retry = None;
+                info!(
+                    "instance {}: trying its VIPs again",
+                    self.insts[i].plan.name
+                );
+                self.set_fault(i, FaultSource::Vip, None).await;
+            }
         }
     }
 
@@ -315,10 +342,14 @@ impl Daemon {
             return self.count_drop("unknown_vrid");
         };
         let r = &self.insts[i];
-        if r.plan.unicast() && !r.peers.contains(&pkt.ip.src) {
-            // In unicast mode only the configured peers take part; anyone
-            // else on the segment could otherwise steal the VIP.
-            return self.count_drop("not_a_peer");
+        if r.plan.unicast() {
+            if !r.peers.contains(&pkt.ip.src) {
+                // In unicast mode only the configured peers take part;
+                // anyone else on the segment could otherwise steal the VIP.
+                return self.count_drop("not_a_peer");
+            }
+        } else if !self.on_our_link(key.0, pkt.ip.src) {
+            return self.count_drop("foreign_source");
         }
         let now = self.now();
         let a = self.insts[i].core.handle(
@@ -332,7 +363,32 @@ impl Daemon {
         self.exec(i, a).await;
     }
 
+    /// RFC 5798 §5.1.1.1/§5.1.2.1: a multicast advert comes from the
+    /// sender's primary address on this link: an IPv4 address inside one of
+    /// our prefixes, or an IPv6 link-local address. Anything else cannot be
+    /// a router on this segment, whatever priority it claims.
+    fn on_our_link(&self, ifindex: u32, src: IpAddr) -> bool {
+        match src {
+            IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+            IpAddr::V4(v4) => self.if_addrs.get(&ifindex).is_some_and(|addrs| {
+                addrs.iter().any(|(a, len)| match a {
+                    IpAddr::V4(a) if *len <= 32 => {
+                        let mask = u32::MAX.checked_shl(32 - u32::from(*len)).unwrap_or(0);
+                        u32::from(*a) & mask == u32::from(v4) & mask
+                    }
+                    _ => false,
+                })
+            }),
+        }
+    }
+
     pub async fn on_net_event(&mut self, ev: NetEvent) {
+        if let NetEvent::Addresses(index) = &ev
+            && self.if_addrs.contains_key(index)
+            && let Ok(a) = self.net.addresses(*index).await
+        {
+            self.if_addrs.insert(*index, a);
+        }
         match ev {
             NetEvent::Link(l) => {
                 for i in 0..self.insts.len() {
@@ -497,14 +553,32 @@ impl Daemon {
     }
 
     async fn exec(&mut self, i: usize, actions: Vec<Action>) {
-        for a in actions {
+        let mut queue: std::collections::VecDeque<Action> = actions.into();
+        while let Some(a) = queue.pop_front() {
             match a {
                 Action::SendAdvert { priority } => self.send_advert(i, priority),
                 Action::AddVips => {
                     let r = &self.insts[i];
+                    let mut failed = None;
                     for v in &r.plan.vips {
                         if let Err(e) = self.net.add_addr(r.plan.link.index, v.addr, v.len).await {
                             error!(instance = r.plan.name.as_str(); "instance {}: adding VIP {v}: {e}", r.plan.name);
+                            failed = Some(format!("cannot add VIP {v}: {e}"));
+                        }
+                    }
+                    if let Some(why) = failed {
+                        // Claiming MASTER without the VIP would keep the
+                        // peer from serving it: resign instead. The rest of
+                        // this batch (adverts, announcements) is dropped;
+                        // its transition records stay.
+                        queue.retain(|a| matches!(a, Action::Transition { .. }));
+                        let now = self.now();
+                        let r = &mut self.insts[i];
+                        let first = r.faults.is_empty();
+                        r.faults.insert(FaultSource::Vip, why.clone());
+                        r.vip_retry = Some(now + VIP_RETRY);
+                        if first {
+                            queue.extend(r.core.handle(now, Input::Fault(why)));
                         }
                     }
                 }
@@ -530,7 +604,8 @@ impl Daemon {
                         instance = r.plan.name.as_str(),
                         state = to.as_str(),
                         previous_state = from.as_str(),
-                        priority = prio,
+                        // journald's PRIORITY is the syslog level.
+                        vrrp_priority = prio,
                         reason = reason.to_string();
                         "instance {}: {from} -> {to} (priority {prio}): {reason}",
                         r.plan.name

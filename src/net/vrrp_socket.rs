@@ -128,27 +128,9 @@ fn recv_one(fd: RawFd, v4: bool) -> io::Result<Received> {
     }
     let n = n as usize;
     buf.truncate(n);
-    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
+    let bad = |what: &'static str| io::Error::new(io::ErrorKind::InvalidData, what);
     if v4 {
-        // IPv4 raw sockets deliver the IP header with the payload.
-        if n < 20 || buf[0] >> 4 != 4 {
-            return Err(bad("short or non-IPv4 datagram"));
-        }
-        let ihl = usize::from(buf[0] & 0x0f) * 4;
-        if ihl < 20 || n < ihl {
-            return Err(bad("bad IPv4 header length"));
-        }
-        let src = Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]);
-        let dst = Ipv4Addr::new(buf[16], buf[17], buf[18], buf[19]);
-        let ip = IpMeta {
-            src: src.into(),
-            dst: dst.into(),
-            ttl: buf[8],
-        };
-        Ok(Received {
-            ip,
-            msg: buf[ihl..].to_vec(),
-        })
+        parse_ipv4(&buf).map_err(bad)
     } else {
         if name.ss_family as i32 != libc::AF_INET6 {
             return Err(bad("no IPv6 source address"));
@@ -186,6 +168,28 @@ fn recv_one(fd: RawFd, v4: bool) -> io::Result<Received> {
             msg: buf,
         })
     }
+}
+
+/// Splits what an IPv4 raw socket delivers (header and payload) into the IP
+/// facts and the VRRP message.
+pub fn parse_ipv4(buf: &[u8]) -> Result<Received, &'static str> {
+    if buf.len() < 20 || buf[0] >> 4 != 4 {
+        return Err("short or non-IPv4 datagram");
+    }
+    let ihl = usize::from(buf[0] & 0x0f) * 4;
+    if ihl < 20 || buf.len() < ihl {
+        return Err("bad IPv4 header length");
+    }
+    let src = Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]);
+    let dst = Ipv4Addr::new(buf[16], buf[17], buf[18], buf[19]);
+    Ok(Received {
+        ip: IpMeta {
+            src: src.into(),
+            dst: dst.into(),
+            ttl: buf[8],
+        },
+        msg: buf[ihl..].to_vec(),
+    })
 }
 
 fn send_one(fd: RawFd, ifindex: u32, msg: &[u8], src: IpAddr, dst: IpAddr) -> io::Result<()> {
@@ -244,5 +248,34 @@ fn send_one(fd: RawFd, ifindex: u32, msg: &[u8], src: IpAddr, dst: IpAddr) -> io
         Err(io::Error::last_os_error())
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_header_split() {
+        let mut pkt = vec![
+            0x45, 0xc0, 0, 28, 0, 1, 0, 0, 255, 112, 0, 0, 192, 0, 2, 1, 224, 0, 0, 18,
+        ];
+        pkt.extend_from_slice(&[0x31, 51, 100, 1, 0, 100, 0, 0]);
+        let r = parse_ipv4(&pkt).unwrap();
+        assert_eq!(r.ip.ttl, 255);
+        assert_eq!(r.ip.src, "192.0.2.1".parse::<IpAddr>().unwrap());
+        assert_eq!(r.ip.dst, "224.0.0.18".parse::<IpAddr>().unwrap());
+        assert_eq!(r.msg.len(), 8);
+        // Options make the header longer; a header length past the end or
+        // under 20 bytes is refused, never sliced.
+        pkt[0] = 0x4f;
+        assert!(parse_ipv4(&pkt).is_err());
+        pkt[0] = 0x44;
+        assert!(parse_ipv4(&pkt).is_err());
+        assert!(parse_ipv4(&pkt[..19]).is_err());
+        for n in 0..64 {
+            let junk: Vec<u8> = (0..n).map(|i| (i * 37 + n) as u8).collect();
+            let _ = parse_ipv4(&junk);
+        }
     }
 }

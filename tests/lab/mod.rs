@@ -32,6 +32,38 @@ pub fn node_v4(i: usize) -> Ipv4Addr {
 pub fn node_v6(i: usize) -> Ipv6Addr {
     Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x11 + i as u16)
 }
+pub fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+/// Skew_Time of priority `p` at 100 ms adverts (RFC 5798 §6.1).
+pub fn skew_100ms(p: u64) -> Duration {
+    Duration::from_micros((256 - p) * 100_000 / 256)
+}
+
+/// Master_Down_Interval of priority `p` at 100 ms adverts.
+pub fn mdi_100ms(p: u64) -> Duration {
+    ms(300) + skew_100ms(p)
+}
+
+/// A VRRPv3 instance on eth0, VRID 51, 100 ms adverts, carrying `vip`
+/// (with /24 or /64), with `extra` keys merged in.
+pub fn instance(vip: &str, extra: serde_json::Value) -> serde_json::Value {
+    let len = if vip.contains(':') { 64 } else { 24 };
+    let mut i = serde_json::json!({
+        "interface": "eth0",
+        "virtualRouterId": 51,
+        "virtualIps": [format!("{vip}/{len}")],
+        "advertInterval": "100ms"
+    });
+    if let (Some(o), Some(e)) = (i.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    i
+}
+
 pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 200);
 pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x200);
 
@@ -223,7 +255,8 @@ impl Lab {
     }
 
     /// Starts nginx in the foreground as our child (so that its death is
-    /// seen at once, and never mistaken for a lingering zombie).
+    /// seen at once, and never mistaken for a lingering zombie), serving a
+    /// page that names the node and stub_status on 127.0.0.1:8081.
     pub fn start_nginx(&mut self, i: usize) {
         self.start_nginx_exe(i, Path::new("/usr/sbin/nginx"));
     }
@@ -231,6 +264,29 @@ impl Lab {
     /// As `start_nginx`, through `exe` (e.g. a symlink to /usr/sbin/nginx
     /// whose name, the processes' comm, is unique to this node).
     pub fn start_nginx_exe(&mut self, i: usize, exe: &Path) {
+        let body = format!(
+            r#"    server {{
+        listen 80;
+        listen [::]:80;
+        location / {{ return 200 "{name}\n"; }}
+    }}
+    server {{
+        listen 127.0.0.1:8081;
+        location = /nginx_status {{ stub_status; allow 127.0.0.1; deny all; }}
+    }}
+"#,
+            name = self.nodes[i].name
+        );
+        self.spawn_nginx_exe(i, &body, exe);
+    }
+
+    /// Writes the main config around `http_body` (its own prefix, pidfile,
+    /// temp paths, in the foreground) and starts nginx.
+    fn spawn_nginx(&mut self, i: usize, http_body: &str) {
+        self.spawn_nginx_exe(i, http_body, Path::new("/usr/sbin/nginx"));
+    }
+
+    fn spawn_nginx_exe(&mut self, i: usize, http_body: &str, exe: &Path) {
         let d = self.nodes[i].dir.clone();
         let conf = format!(
             r#"daemon off;
@@ -247,19 +303,9 @@ http {{
     uwsgi_temp_path {d}/tmp-uwsgi;
     scgi_temp_path {d}/tmp-scgi;
     default_type text/plain;
-    server {{
-        listen 80;
-        listen [::]:80;
-        location / {{ return 200 "{name}\n"; }}
-    }}
-    server {{
-        listen 127.0.0.1:8081;
-        location = /nginx_status {{ stub_status; allow 127.0.0.1; deny all; }}
-    }}
-}}
+{http_body}}}
 "#,
-            d = d.display(),
-            name = self.nodes[i].name
+            d = d.display()
         );
         fs::write(d.join("nginx.conf"), conf).expect("nginx.conf");
         let _ = fs::remove_file(d.join("nginx.pid"));
@@ -276,6 +322,29 @@ http {{
         let pidfile = d.join("nginx.pid");
         wait_for(Duration::from_secs(5), || pidfile.exists().then_some(()))
             .expect("nginx wrote its pidfile");
+    }
+
+    /// Starts nginx with the http-level config that `nginx-ha render-nginx`
+    /// renders from `decl` (its `nginx` part), instead of the lab's own.
+    pub fn start_nginx_rendered(&mut self, i: usize, decl: &serde_json::Value) {
+        let d = self.nodes[i].dir.clone();
+        let src = d.join("render-input.json");
+        fs::write(&src, serde_json::to_vec_pretty(decl).expect("json")).expect("write");
+        let rendered = d.join("rendered.conf");
+        let out = Command::new(&self.daemon_bin)
+            .args(["render-nginx", "--config"])
+            .arg(&src)
+            .arg("--out")
+            .arg(&rendered)
+            .output()
+            .expect("render-nginx");
+        assert!(
+            out.status.success(),
+            "render-nginx: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let body = format!("    include {};\n", rendered.display());
+        self.spawn_nginx(i, &body);
     }
 
     pub fn nginx_pidfile(&self, i: usize) -> PathBuf {

@@ -1,0 +1,6 @@
+//! nginx stub_status page parser on arbitrary text.
+//! The properties are in fuzz/src/props.rs (shared with
+//! tests/fuzz_regressions.rs).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| nginx_ha_fuzz::props::stub_status(data));

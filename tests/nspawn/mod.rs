@@ -1,0 +1,635 @@
+//! The systemd-level twin of the NixOS VM tests: one systemd-nspawn
+//! container per node, booted from a minimal Debian rootfs into the node
+//! namespaces of the network lab (`tests/lab`), running the shipped
+//! `contrib/systemd/nginx-ha.service` unchanged, Debian's nginx under
+//! systemd, and the freshly built `nginx-ha` as `/usr/bin/nginx-ha`.
+//!
+//! - The rootfs is built once per machine by `vm-tests/nspawn/build-rootfs`
+//!   (debootstrap, cached under /var/cache/nginx-ha-nspawn/<hash>); the
+//!   first test of a run calls it, the others reuse its answer.
+//! - Each node gets its own writable root: an overlayfs (the shared rootfs
+//!   as the read-only lower layer, a per-node upper directory in the lab's
+//!   temporary directory) mounted in a private mount namespace
+//!   (`unshare -m`) that exists only as long as that node's
+//!   `systemd-nspawn`, so no mount outlives the test, even when it is
+//!   killed. The node's files (declaration, nginx site, binary, unit) are
+//!   put into the upper directory before boot.
+//! - nspawn keeps CAP_NET_ADMIN out of a container's bounding set unless
+//!   it made the network namespace itself; a VM's systemd has it, and the
+//!   namespace is the node's own, so `--capability=CAP_NET_ADMIN` gives it
+//!   back (without it the daemon cannot add the VIP: EPERM from netlink).
+//! - Commands run inside with `nsenter -t <container's PID 1> -m -u -i -n -p`.
+//! - Every wait is bounded. On drop each container is halted (SIGTERM to
+//!   its nspawn, which asks the container's systemd to power off), then
+//!   killed if it has not stopped in time; only PIDs this harness started
+//!   are signalled. The lab then deletes the namespaces.
+#![allow(dead_code)]
+
+use crate::lab::{self, Lab, wait_for};
+use serde_json::{Value, json};
+use std::fs;
+use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const VIP: &str = "192.0.2.100";
+pub const VRID: u64 = 51;
+pub const PRIORITIES: [u64; 2] = [150, 100];
+pub const UNIT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/contrib/systemd/nginx-ha.service"
+);
+const BUILD_ROOTFS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/vm-tests/nspawn/build-rootfs");
+
+pub fn vip() -> IpAddr {
+    VIP.parse().unwrap()
+}
+
+pub fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+/// Skew_Time for priority `p` at 100 ms adverts (RFC 5798 §6.1).
+pub fn skew(p: u64) -> Duration {
+    Duration::from_micros((256 - p) * 100_000 / 256)
+}
+
+/// The README's failover bound for the backup (priority 100): it takes over
+/// Skew_Time after the master's priority-0 advert; 250 ms covers detection
+/// and the client's poll.
+pub fn failover_bound() -> Duration {
+    skew(PRIORITIES[1]) + ms(250)
+}
+
+/// Skips (loudly) when the harness cannot run here; fails instead under CI,
+/// where a skipped twin would hide a broken install. Returns the rootfs.
+pub fn require() -> Option<PathBuf> {
+    static ROOTFS: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let r = ROOTFS.get_or_init(|| {
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("needs root".into());
+        }
+        for (tool, pkg) in [
+            ("systemd-nspawn", "systemd-container"),
+            ("debootstrap", "debootstrap"),
+            ("nsenter", "util-linux"),
+            ("unshare", "util-linux"),
+            ("ip", "iproute2"),
+            ("systemd-analyze", "systemd"),
+        ] {
+            let found = std::env::var_os("PATH")
+                .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+                .unwrap_or(false)
+                || ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+                    .iter()
+                    .any(|d| Path::new(d).join(tool).is_file());
+            if !found {
+                return Err(format!("{tool} not found (apt-get install {pkg})"));
+            }
+        }
+        let t = Instant::now();
+        let out = Command::new(BUILD_ROOTFS)
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("{BUILD_ROOTFS}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("{BUILD_ROOTFS} failed ({})", out.status));
+        }
+        let root = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        eprintln!(
+            "nspawn: rootfs {} ready in {:.1} s",
+            root.display(),
+            t.elapsed().as_secs_f64()
+        );
+        Ok(root)
+    });
+    match r {
+        Ok(p) => Some(p.clone()),
+        Err(e) if std::env::var_os("CI").is_some() => {
+            panic!("nspawn twins cannot run: {e} (CI installs debootstrap and systemd-container)")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: nspawn twin: {e}");
+            None
+        }
+    }
+}
+
+pub struct Container {
+    pub name: String,
+    pub ns: String,
+    pub dir: PathBuf,
+    pub nspawn: Option<Child>,
+    /// The container's PID 1 (its systemd), as seen from the host.
+    pub leader: i32,
+}
+
+pub struct NspawnLab {
+    pub nodes: Vec<Container>,
+    pub rootfs: PathBuf,
+    /// Dropped after the containers (see Drop): the namespaces go last.
+    pub lab: Lab,
+}
+
+/// What the harness writes into node `i` before it boots.
+pub struct NodeSetup {
+    pub declaration: Value,
+    /// Extra files, path inside the container → contents.
+    pub files: Vec<(String, String)>,
+}
+
+/// The cluster declaration of the VM tests (vm-tests/common.nix), with the
+/// lab's addresses: instance `web`, unicast between the two nodes,
+/// 100 ms adverts, preemptDelay 2 s, Debian's nginx pidfile.
+pub fn declaration(i: usize) -> Value {
+    json!({
+        "node": { "name": format!("node{i}"), "priority": PRIORITIES[i] },
+        "instances": { "web": {
+            "interface": "eth0",
+            "virtualRouterId": VRID,
+            "virtualIps": [format!("{VIP}/24")],
+            "advertInterval": "100ms",
+            "unicastPeers": [lab::node_v4(0).to_string(), lab::node_v4(1).to_string()],
+            "unicastSource": lab::node_v4(i).to_string(),
+            "preemptDelay": "2s"
+        } },
+        "checks": { "nginx": {
+            "pidFile": "/run/nginx.pid",
+            "statusUrl": "http://127.0.0.1:8081/nginx_status",
+            "interval": "200ms",
+            "timeout": "100ms"
+        } }
+    })
+}
+
+pub fn default_setup(i: usize) -> NodeSetup {
+    NodeSetup {
+        declaration: declaration(i),
+        files: Vec::new(),
+    }
+}
+
+fn nginx_site(name: &str) -> String {
+    format!(
+        r#"# nginx-ha nspawn twin: the page names the node; stub_status for the checks.
+server {{
+    listen 80 default_server;
+    listen [::]:80 default_server;
+    access_log off;
+    default_type text/plain;
+    location / {{ return 200 "{name}\n"; }}
+}}
+server {{
+    listen 127.0.0.1:8081;
+    access_log off;
+    location = /nginx_status {{ stub_status; allow 127.0.0.1; deny all; }}
+}}
+"#
+    )
+}
+
+/// Debian's nginx.service has no Restart=; the VM tests' NixOS nginx has.
+const NGINX_RESTART: &str = "[Service]\nRestart=always\nRestartSec=1\n";
+
+fn write(root: &Path, path: &str, contents: &[u8], mode: u32) {
+    let p = root.join(path.trim_start_matches('/'));
+    let parent = p.parent().expect("parent");
+    fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{}: {e}", parent.display()));
+    fs::write(&p, contents).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    fs::set_permissions(&p, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// Result of one command run inside a container.
+pub struct Ran {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl NspawnLab {
+    /// Boots two nodes (priorities 150 and 100) with the default setup and
+    /// the client namespace; waits until both containers' systemd answer.
+    pub fn boot(rootfs: &Path) -> NspawnLab {
+        Self::boot_with(rootfs, default_setup)
+    }
+
+    pub fn boot_with(rootfs: &Path, setup: impl Fn(usize) -> NodeSetup) -> NspawnLab {
+        let lab = Lab::new(2, env!("CARGO_BIN_EXE_nginx-ha").as_ref());
+        let mut me = NspawnLab {
+            nodes: Vec::new(),
+            rootfs: rootfs.to_path_buf(),
+            lab,
+        };
+        let t = Instant::now();
+        for i in 0..2 {
+            let s = setup(i);
+            me.start_container(i, &s);
+        }
+        for i in 0..2 {
+            me.wait_booted(i);
+        }
+        eprintln!(
+            "nspawn: 2 containers booted in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        me
+    }
+
+    fn start_container(&mut self, i: usize, s: &NodeSetup) {
+        let name = format!("node{i}");
+        let ns = self.lab.nodes[i].ns.clone();
+        let dir = self.lab.nodes[i].dir.clone();
+        let (upper, work, root) = (dir.join("upper"), dir.join("work"), dir.join("root"));
+        for d in [&upper, &work, &root] {
+            fs::create_dir_all(d).expect("overlay dirs");
+            fs::set_permissions(d, fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        let bin = fs::read(&self.lab.daemon_bin).expect("nginx-ha binary");
+        write(&upper, "/usr/bin/nginx-ha", &bin, 0o755);
+        let unit = fs::read(UNIT).expect("shipped unit");
+        write(&upper, "/etc/systemd/system/nginx-ha.service", &unit, 0o644);
+        fs::create_dir_all(upper.join("etc/systemd/system/multi-user.target.wants")).unwrap();
+        std::os::unix::fs::symlink(
+            "/etc/systemd/system/nginx-ha.service",
+            upper.join("etc/systemd/system/multi-user.target.wants/nginx-ha.service"),
+        )
+        .expect("enable nginx-ha");
+        write(
+            &upper,
+            "/etc/nginx-ha/nginx-ha.json",
+            &serde_json::to_vec_pretty(&s.declaration).unwrap(),
+            0o644,
+        );
+        write(
+            &upper,
+            "/etc/nginx/sites-enabled/nginx-ha-twin",
+            nginx_site(&name).as_bytes(),
+            0o644,
+        );
+        write(
+            &upper,
+            "/etc/systemd/system/nginx.service.d/restart.conf",
+            NGINX_RESTART.as_bytes(),
+            0o644,
+        );
+        for (p, c) in &s.files {
+            write(&upper, p, c.as_bytes(), 0o644);
+        }
+
+        let console = fs::File::create(dir.join("console.log")).expect("console log");
+        let script = format!(
+            "mount -t overlay overlay -o lowerdir={lower},upperdir={upper},workdir={work} {root} && \
+             exec systemd-nspawn --quiet -b -D {root} --register=no --keep-unit \
+             --network-namespace-path=/run/netns/{ns} --machine={prefix}-{name} --hostname={name} \
+             --capability=CAP_NET_ADMIN --console=read-only",
+            lower = self.rootfs.display(),
+            upper = upper.display(),
+            work = work.display(),
+            root = root.display(),
+            prefix = self.lab.prefix,
+        );
+        let child = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(console.try_clone().unwrap())
+            .stderr(console)
+            .spawn()
+            .expect("spawn systemd-nspawn");
+        let pid = child.id() as i32;
+        self.nodes.push(Container {
+            name,
+            ns,
+            dir,
+            nspawn: Some(child),
+            leader: 0,
+        });
+        // The container's PID 1: a descendant of nspawn that is PID 1 in
+        // its own PID namespace.
+        let leader = wait_for(Duration::from_secs(20), || {
+            if let Some(c) = self.nodes[i].nspawn.as_mut()
+                && let Ok(Some(st)) = c.try_wait()
+            {
+                panic!(
+                    "node{i}: systemd-nspawn exited ({st}) before booting:\n{}",
+                    self.console(i)
+                );
+            }
+            find_leader(pid)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "node{i}: no container PID 1 after 20 s:\n{}",
+                self.console(i)
+            )
+        });
+        self.nodes[i].leader = leader;
+    }
+
+    pub fn console(&self, i: usize) -> String {
+        fs::read_to_string(self.nodes[i].dir.join("console.log")).unwrap_or_default()
+    }
+
+    /// Waits (bounded) until the container's systemd has finished booting
+    /// (or given up on some unit: `degraded`), or at least answers and has
+    /// reached multi-user.target's jobs.
+    fn wait_booted(&self, i: usize) {
+        let r = wait_for(Duration::from_secs(60), || {
+            let o = self.run(i, &["systemctl", "is-system-running"]);
+            let s = o.stdout.trim().to_string();
+            matches!(s.as_str(), "running" | "degraded" | "starting")
+                .then_some(s)
+                .filter(|s| {
+                    s != "starting" || self.unit_prop(i, "nginx", "ActiveState") == "active"
+                })
+        });
+        if r.is_none() {
+            panic!(
+                "node{i}: systemd did not boot in 60 s:\n{}",
+                self.console(i)
+            );
+        }
+    }
+
+    /// `nsenter` into node `i`'s container with a clean environment.
+    pub fn cmd(&self, i: usize, args: &[&str]) -> Command {
+        let mut c = Command::new("nsenter");
+        c.args([
+            "-t",
+            &self.nodes[i].leader.to_string(),
+            "-m",
+            "-u",
+            "-i",
+            "-n",
+            "-p",
+            "--",
+        ])
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("LANG", "C.UTF-8")
+        .env("SYSTEMD_PAGER", "")
+        .env("SYSTEMD_COLORS", "0")
+        .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs a command inside node `i` (bounded: `timeout 30`).
+    pub fn run(&self, i: usize, args: &[&str]) -> Ran {
+        let mut full = vec!["timeout", "30"];
+        full.extend_from_slice(args);
+        let o: Output = self
+            .cmd(i, &full)
+            .output()
+            .unwrap_or_else(|e| panic!("nsenter: {e}"));
+        Ran {
+            ok: o.status.success(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// Runs a command inside node `i`; fails the test unless it succeeds.
+    pub fn ok(&self, i: usize, args: &[&str]) -> String {
+        let r = self.run(i, args);
+        assert!(r.ok, "node{i}: {args:?} failed:\n{}{}", r.stdout, r.stderr);
+        r.stdout
+    }
+
+    /// One property of a unit (`systemctl show -p P --value U`).
+    pub fn unit_prop(&self, i: usize, unit: &str, prop: &str) -> String {
+        self.run(i, &["systemctl", "show", "-p", prop, "--value", unit])
+            .stdout
+            .trim()
+            .to_string()
+    }
+
+    /// The contents of the daemon's classic state file for `instance`.
+    pub fn state(&self, i: usize, instance: &str) -> String {
+        self.run(i, &["cat", &format!("/run/nginx-ha/{instance}.state")])
+            .stdout
+            .trim()
+            .to_string()
+    }
+
+    /// Writes a file inside the running container (through its root).
+    pub fn write_file(&self, i: usize, path: &str, contents: &str) {
+        let root = PathBuf::from(format!("/proc/{}/root", self.nodes[i].leader));
+        write(&root, path, contents.as_bytes(), 0o644);
+    }
+
+    pub fn holders(&self) -> Vec<usize> {
+        self.lab.holders(vip())
+    }
+
+    /// Waits until exactly node `m` holds the VIP and says MASTER in its
+    /// state file, and the other's daemon runs and is not MASTER (BACKUP,
+    /// or FAULT when its nginx is down or it is in maintenance); Err with
+    /// what was seen otherwise.
+    pub fn wait_single_master(&self, m: usize, limit: Duration) -> Result<(), String> {
+        let other = 1 - m;
+        let mut last = String::new();
+        let got = wait_for(limit, || {
+            let h = self.holders();
+            let (sm, so) = (self.state(m, "web"), self.state(other, "web"));
+            last = format!("holders {h:?}, node{m}: {sm:?}, node{other}: {so:?}");
+            (h == vec![m] && sm == "STATE=MASTER" && so != "STATE=MASTER" && !so.is_empty())
+                .then_some(())
+        });
+        got.ok_or_else(|| format!("node{m} never the single master in {limit:?}: {last}"))
+    }
+
+    /// The client polls the VIP until node `m`'s page comes back.
+    pub fn served_by(&self, m: usize, limit: Duration) -> Option<(Instant, u32)> {
+        let want = format!("node{m}\n");
+        self.lab
+            .poll_until(vip(), ms(10), limit, move |b| b == want)
+    }
+
+    /// The main PID of nginx-ha inside node `i` (0 when not running).
+    pub fn main_pid(&self, i: usize) -> u32 {
+        self.unit_prop(i, "nginx-ha", "MainPID")
+            .parse()
+            .unwrap_or(0)
+    }
+
+    /// `Name:\tvalue` lines of /proc/<main pid>/status, read inside.
+    pub fn main_status(&self, i: usize) -> Result<Vec<(String, String)>, String> {
+        let pid = self.main_pid(i);
+        if pid == 0 {
+            return Err(format!("node{i}: nginx-ha has no main PID"));
+        }
+        let r = self.run(i, &["cat", &format!("/proc/{pid}/status")]);
+        if !r.ok {
+            return Err(format!("node{i}: /proc/{pid}/status: {}", r.stderr));
+        }
+        Ok(r.stdout
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+            .collect())
+    }
+
+    /// The daemon's journal inside node `i` (short format), for messages.
+    pub fn journal(&self, i: usize) -> String {
+        self.run(
+            i,
+            &[
+                "journalctl",
+                "--no-pager",
+                "-q",
+                "-u",
+                "nginx-ha",
+                "-o",
+                "short-monotonic",
+            ],
+        )
+        .stdout
+    }
+
+    /// The operating promises checked in every scenario's start: exactly
+    /// one master (node 0) that the client reaches through the VIP, and a
+    /// daemon that runs as a non-root user with exactly CAP_NET_RAW and
+    /// CAP_NET_ADMIN. Err says which promise broke.
+    pub fn check_started(&self, limit: Duration) -> Result<(), String> {
+        self.wait_single_master(0, limit)?;
+        // node1 may still be waiting for its checks' first verdict (INIT).
+        let backup = wait_for(Duration::from_secs(5), || {
+            (self.state(1, "web") == "STATE=BACKUP").then_some(())
+        });
+        if backup.is_none() {
+            return Err(format!(
+                "node1 is {:?}, not STATE=BACKUP",
+                self.state(1, "web")
+            ));
+        }
+        if self.holders() != vec![0] {
+            return Err(format!("VIP holders {:?}, want [0]", self.holders()));
+        }
+        if self.served_by(0, Duration::from_secs(3)).is_none() {
+            return Err("the client never got node0's page through the VIP".into());
+        }
+        for i in 0..2 {
+            check_caps(i, &self.main_status(i)?)?;
+        }
+        Ok(())
+    }
+
+    fn stop_container(&mut self, i: usize) {
+        let Some(mut c) = self.nodes[i].nspawn.take() else {
+            return;
+        };
+        // SIGTERM to nspawn: it asks the container's systemd to power off.
+        // SAFETY: kill(2) on the PID of a child we spawned and have not reaped.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let done = wait_for(Duration::from_secs(15), || c.try_wait().ok().flatten());
+        if done.is_none() {
+            let leader = self.nodes[i].leader;
+            if leader > 0 && find_leader(c.id() as i32) == Some(leader) {
+                // SAFETY: the container's PID 1, started by our nspawn;
+                // its death takes the whole container with it.
+                unsafe { libc::kill(leader, libc::SIGKILL) };
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Finds the container's PID 1 below nspawn `pid`: a descendant whose
+/// `NSpid` ends in 1 (PID 1 in its own PID namespace).
+fn find_leader(pid: i32) -> Option<i32> {
+    let mut todo = vec![pid];
+    let mut seen = 0;
+    while let Some(p) = todo.pop() {
+        seen += 1;
+        if seen > 64 {
+            break;
+        }
+        let Ok(tasks) = fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let kids = fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            for k in kids
+                .split_whitespace()
+                .filter_map(|k| k.parse::<i32>().ok())
+            {
+                let st = fs::read_to_string(format!("/proc/{k}/status")).unwrap_or_default();
+                let nspid = st
+                    .lines()
+                    .find_map(|l| l.strip_prefix("NSpid:"))
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .collect::<Vec<_>>();
+                if nspid.len() >= 2 && nspid.last() == Some(&"1") {
+                    return Some(k);
+                }
+                todo.push(k);
+            }
+        }
+    }
+    None
+}
+
+/// Non-root, exactly CAP_NET_RAW (13) and CAP_NET_ADMIN (12) effective and
+/// permitted.
+pub fn check_caps(i: usize, status: &[(String, String)]) -> Result<(), String> {
+    let get = |k: &str| {
+        status
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let uid = get("Uid");
+    if uid.split_whitespace().any(|u| u == "0") || uid.is_empty() {
+        return Err(format!("node{i}: nginx-ha runs with uid {uid:?}"));
+    }
+    for k in ["CapEff", "CapPrm"] {
+        let v = get(k);
+        if v != "0000000000003000" {
+            return Err(format!(
+                "node{i}: {k} is {v:?}, not 0000000000003000 (CAP_NET_ADMIN + CAP_NET_RAW)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Drop for NspawnLab {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for i in 0..self.nodes.len() {
+                if self.nodes[i].nspawn.is_some() {
+                    eprintln!("--- node{i} journal (nginx-ha) ---\n{}", self.journal(i));
+                    eprintln!(
+                        "--- node{i} status ---\n{}",
+                        self.run(
+                            i,
+                            &["systemctl", "status", "--no-pager", "nginx-ha", "nginx"]
+                        )
+                        .stdout
+                    );
+                }
+            }
+        }
+        let t = Instant::now();
+        // Ask every container to power off at once, then wait for each.
+        for n in &self.nodes {
+            if let Some(c) = &n.nspawn {
+                // SAFETY: kill(2) on a child we spawned and have not reaped.
+                unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            }
+        }
+        for i in 0..self.nodes.len() {
+            self.stop_container(i);
+        }
+        eprintln!(
+            "nspawn: containers stopped in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+}
