@@ -415,11 +415,17 @@ impl Instance {
     fn timer(&mut self, now: Time, out: &mut Vec<Action>) {
         match self.state {
             State::Master => {
-                if self.adver_timer.is_some_and(|t| now >= t) {
+                if let Some(due) = self.adver_timer.filter(|&t| now >= t) {
                     // §6.4.3 "If the Adver_Timer fires".
                     let p = self.priority;
                     self.send(p, out);
-                    self.adver_timer = Some(now + cs(self.cfg.advert_interval_cs));
+                    // Re-armed from when it was due, so that the event
+                    // loop's late wake-ups do not add up (they made a
+                    // master send ~1% fewer adverts than configured); never
+                    // into the past, so a stalled master sends no burst.
+                    let iv = cs(self.cfg.advert_interval_cs);
+                    let next = due + iv;
+                    self.adver_timer = Some(if next > now { next } else { now + iv });
                 }
             }
             State::Backup => {

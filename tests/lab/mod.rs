@@ -258,6 +258,12 @@ impl Lab {
     /// seen at once, and never mistaken for a lingering zombie), serving a
     /// page that names the node and stub_status on 127.0.0.1:8081.
     pub fn start_nginx(&mut self, i: usize) {
+        self.start_nginx_exe(i, Path::new("/usr/sbin/nginx"));
+    }
+
+    /// As `start_nginx`, through `exe` (e.g. a symlink to /usr/sbin/nginx
+    /// whose name, the processes' comm, is unique to this node).
+    pub fn start_nginx_exe(&mut self, i: usize, exe: &Path) {
         let body = format!(
             r#"    server {{
         listen 80;
@@ -271,12 +277,16 @@ impl Lab {
 "#,
             name = self.nodes[i].name
         );
-        self.spawn_nginx(i, &body);
+        self.spawn_nginx_exe(i, &body, exe);
     }
 
     /// Writes the main config around `http_body` (its own prefix, pidfile,
     /// temp paths, in the foreground) and starts nginx.
     fn spawn_nginx(&mut self, i: usize, http_body: &str) {
+        self.spawn_nginx_exe(i, http_body, Path::new("/usr/sbin/nginx"));
+    }
+
+    fn spawn_nginx_exe(&mut self, i: usize, http_body: &str, exe: &Path) {
         let d = self.nodes[i].dir.clone();
         let conf = format!(
             r#"daemon off;
@@ -300,7 +310,7 @@ http {{
         fs::write(d.join("nginx.conf"), conf).expect("nginx.conf");
         let _ = fs::remove_file(d.join("nginx.pid"));
         let child = self
-            .ns_cmd(&self.nodes[i].ns.clone(), "/usr/sbin/nginx")
+            .ns_cmd(&self.nodes[i].ns.clone(), &exe.display().to_string())
             .args(["-p", &d.display().to_string(), "-c"])
             .arg(d.join("nginx.conf"))
             .stdin(Stdio::null())
@@ -487,10 +497,30 @@ http {{
     /// Starts Debian's keepalived on node `i` in the foreground with its
     /// own config and pid files (nothing under /etc or /run is touched).
     pub fn start_keepalived(&mut self, i: usize, conf: &str) {
+        self.start_keepalived_opts(i, conf, false);
+    }
+
+    /// As `start_keepalived`; with `own_netns` keepalived is started from
+    /// the root namespace with its own `-s <netns>` option instead of under
+    /// `ip netns exec`: `vrrp_track_process` needs that (the netlink
+    /// process-events connector exists only in the initial namespace).
+    /// The log is appended to, so restarts keep the earlier transitions.
+    pub fn start_keepalived_opts(&mut self, i: usize, conf: &str, own_netns: bool) {
         let d = self.nodes[i].dir.clone();
         fs::write(d.join("keepalived.conf"), conf).expect("keepalived.conf");
-        let log = fs::File::create(d.join("keepalived.log")).expect("log");
-        let mut c = self.ns_cmd(&self.nodes[i].ns.clone(), "keepalived");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("keepalived.log"))
+            .expect("log");
+        let ns = self.nodes[i].ns.clone();
+        let mut c = if own_netns {
+            let mut c = Command::new("keepalived");
+            c.args(["-s", &ns]);
+            c
+        } else {
+            self.ns_cmd(&ns, "keepalived")
+        };
         c.arg("-f")
             .arg(d.join("keepalived.conf"))
             .args(["--vrrp", "--dont-fork", "--log-console", "--no-syslog"])
