@@ -95,6 +95,11 @@ pub async fn run(cfg: NginxCheck, tx: mpsc::UnboundedSender<Event>) {
             }
             _ = pidfile_poll.tick(), if watch.is_none() => {
                 watch = arm(&cfg.pid_file);
+                if watch.is_some() {
+                    // A new nginx master: probe it now rather than up to an
+                    // interval later, so failback starts as soon as it can.
+                    probe.reset_immediately();
+                }
             }
             _ = probe.tick() => {
                 let result: Result<StubStatus, String> = if watch.is_none() {
