@@ -550,13 +550,7 @@ fn count_transitions(d: Daemon, log: &str) -> usize {
 }
 
 fn daemon_bin() -> PathBuf {
-    // target/<profile>/examples/failover -> target/<profile>/nginx-ha
-    let exe = std::env::current_exe().expect("current exe");
-    exe.parent()
-        .and_then(|p| p.parent())
-        .map(|p| p.join("nginx-ha"))
-        .filter(|p| p.exists())
-        .expect("nginx-ha binary next to the examples (cargo build --release --bins --examples)")
+    lab::daemon_next_to_examples()
 }
 
 // ------------------------------------------------------------- the client

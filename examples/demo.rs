@@ -23,13 +23,7 @@ struct Row {
 }
 
 fn daemon_bin() -> PathBuf {
-    // target/<profile>/examples/demo -> target/<profile>/nginx-ha
-    let exe = std::env::current_exe().expect("current exe");
-    exe.parent()
-        .and_then(|p| p.parent())
-        .map(|p| p.join("nginx-ha"))
-        .filter(|p| p.exists())
-        .expect("nginx-ha binary next to the examples (cargo build --release first)")
+    lab::daemon_next_to_examples()
 }
 
 fn run(setup: &'static str, unicast: bool) -> Row {

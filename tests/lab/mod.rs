@@ -102,6 +102,17 @@ pub fn sh(args: &[&str]) -> Output {
     out
 }
 
+/// The daemon built next to an example binary (the demo, the benchmark):
+/// target/<profile>/examples/NAME -> target/<profile>/nginx-ha.
+pub fn daemon_next_to_examples() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent()
+        .and_then(|p| p.parent())
+        .map(|p| p.join("nginx-ha"))
+        .filter(|p| p.exists())
+        .expect("nginx-ha binary next to the examples (cargo build --release --bins --examples)")
+}
+
 /// Polls `f` every 5 ms until it returns Some or `limit` passes.
 pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let end = Instant::now() + limit;
