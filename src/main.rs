@@ -21,7 +21,15 @@ enum Cmd {
     CheckConfig {
         #[arg(long, short)]
         config: PathBuf,
+        /// Put this before every JSON path in the messages, so they name
+        /// the option that was set (the NixOS module passes
+        /// `services.nginxHa.`).
+        #[arg(long, default_value = "")]
+        path_prefix: String,
     },
+    /// Print the declaration's JSON Schema: every key the daemon accepts,
+    /// with its type, range, default, description and example.
+    Schema,
     /// Render the declaration's `nginx` part as an http-level nginx config
     /// (to be included inside `http {}`).
     RenderNginx {
@@ -86,7 +94,23 @@ fn dir_from_env(var: &str, fallback: &str) -> PathBuf {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::CheckConfig { config } => check_config(&config),
+        Cmd::CheckConfig {
+            config,
+            path_prefix,
+        } => check_config(&config, &path_prefix),
+        Cmd::Schema => {
+            let schema = nginx_ha::config::schema::declaration_schema();
+            match serde_json::to_string_pretty(&schema) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("nginx-ha schema: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::RenderNginx {
             config,
             out,
@@ -160,14 +184,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_config(path: &std::path::Path) -> ExitCode {
+fn check_config(path: &std::path::Path, path_prefix: &str) -> ExitCode {
     match nginx_ha::config::load(path) {
         Ok(d) => {
             println!("{}: OK: {}", path.display(), nginx_ha::config::summary(&d));
             ExitCode::SUCCESS
         }
         Err(e) => {
-            for line in e.lines() {
+            for line in e.lines_with_prefix(path_prefix) {
                 eprintln!("{}: {line}", path.display());
             }
             ExitCode::FAILURE

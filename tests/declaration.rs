@@ -139,7 +139,7 @@ fn priority_out_of_range_and_255_only_for_owner() {
     });
     assert!(l.is_empty(), "{l:?}");
     let l = problems(|v| v["instances"]["web"]["priority"] = json!(300));
-    assert_refused(&l, "instances.web.priority", "out of 1..=254");
+    assert_refused(&l, "instances.web.priority", "out of 1..=255");
 }
 
 #[test]

@@ -122,6 +122,19 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+impl schemars::JsonSchema for HumanDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "format": super::schema::DURATION,
+            "description": "A duration with a unit (us, ms, s, m, h), e.g. \"100ms\" or \"1.5s\"."
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

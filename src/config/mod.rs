@@ -2,7 +2,9 @@
 //! path of every problem.
 
 pub mod duration;
+pub mod limits;
 pub mod nginx;
+pub mod schema;
 mod types;
 mod validate;
 
@@ -50,8 +52,21 @@ pub enum LoadError {
 impl LoadError {
     /// Every problem as its own line, for `check-config` and the logs.
     pub fn lines(&self) -> Vec<String> {
+        self.lines_with_prefix("")
+    }
+
+    /// Like `lines`, with `prefix` before every JSON path (`.`, the whole
+    /// document, becomes the prefix without its trailing dot).
+    pub fn lines_with_prefix(&self, prefix: &str) -> Vec<String> {
         match self {
-            LoadError::Invalid { problems } => problems.iter().map(|p| p.to_string()).collect(),
+            LoadError::Invalid { problems } => problems
+                .iter()
+                .map(|p| match (prefix, p.path.as_str()) {
+                    ("", _) => p.to_string(),
+                    (_, ".") => format!("{}: {}", prefix.trim_end_matches('.'), p.message),
+                    _ => format!("{prefix}{}: {}", p.path, p.message),
+                })
+                .collect(),
             other => vec![other.to_string()],
         }
     }

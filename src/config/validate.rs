@@ -2,7 +2,7 @@
 //! it concerns; all problems are collected so one run of `check-config`
 //! shows everything that needs fixing.
 
-use super::{Declaration, ExtraCheck, ExtraCheckType, Instance, Problem};
+use super::{Declaration, ExtraCheck, ExtraCheckType, Instance, Problem, limits};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
@@ -80,11 +80,8 @@ pub fn validate(d: &Declaration) -> Vec<Problem> {
             ),
         );
     }
-    if !(1..=254).contains(&d.node.priority) {
-        p.push(
-            "node.priority",
-            format!("{} is out of 1..=254", d.node.priority),
-        );
+    if let Some(e) = limits::out_of(&limits::NODE_PRIORITY, d.node.priority) {
+        p.push("node.priority", e);
     }
     if d.instances.is_empty() {
         p.push("instances", "at least one VRRP instance is needed");
@@ -142,11 +139,8 @@ fn validate_instance(
             ),
         );
     }
-    if !(1..=255).contains(&inst.virtual_router_id) {
-        p.push(
-            format!("{at}.virtualRouterId"),
-            format!("{} is out of 1..=255", inst.virtual_router_id),
-        );
+    if let Some(e) = limits::out_of(&limits::VRID, inst.virtual_router_id) {
+        p.push(format!("{at}.virtualRouterId"), e);
     }
     let version_ok = matches!(inst.version, 2 | 3);
     if !version_ok {
@@ -176,8 +170,10 @@ fn validate_instance(
             &prio_path,
             "255 is reserved for the address owner; set addressOwner: true or use 1..=254",
         );
-    } else if inst.priority.is_some() && !(1..=254).contains(&prio) {
-        p.push(&prio_path, format!("{prio} is out of 1..=254"));
+    } else if inst.priority.is_some()
+        && let Some(e) = limits::out_of(&limits::INSTANCE_PRIORITY, prio)
+    {
+        p.push(&prio_path, e);
     }
 
     // Virtual addresses: present, one family, no duplicates.
@@ -314,11 +310,8 @@ fn validate_instance(
         );
     }
 
-    if inst.announce.count > 100 {
-        p.push(
-            format!("{at}.announce.count"),
-            format!("{} is more than 100", inst.announce.count),
-        );
+    if let Some(e) = limits::out_of(&limits::ANNOUNCE_COUNT, inst.announce.count) {
+        p.push(format!("{at}.announce.count"), e);
     }
     if inst.announce.delay.as_duration() > Duration::from_secs(10) {
         p.push(format!("{at}.announce.delay"), "is more than 10s");
@@ -388,17 +381,14 @@ fn check_timing(
             "must be more than 0 and at most the interval",
         );
     }
-    if !(1..=100).contains(&rise) {
-        p.push(format!("{at}.rise"), format!("{rise} is out of 1..=100"));
+    if let Some(e) = limits::out_of(&limits::RISE_FALL, rise) {
+        p.push(format!("{at}.rise"), e);
     }
-    if !(1..=100).contains(&fall) {
-        p.push(format!("{at}.fall"), format!("{fall} is out of 1..=100"));
+    if let Some(e) = limits::out_of(&limits::RISE_FALL, fall) {
+        p.push(format!("{at}.fall"), e);
     }
-    if !(-254..=254).contains(&weight) {
-        p.push(
-            format!("{at}.weight"),
-            format!("{weight} is out of -254..=254"),
-        );
+    if let Some(e) = limits::out_of(&limits::WEIGHT, weight) {
+        p.push(format!("{at}.weight"), e);
     }
 }
 
@@ -460,11 +450,11 @@ fn validate_extra(p: &mut Problems, at: &str, c: &ExtraCheck) {
                 }
             }
             if let Some(s) = c.expect_status
-                && !(100..=599).contains(&s)
+                && let Some(e) = limits::out_of(&limits::EXPECT_STATUS, s)
             {
                 p.push(
                     format!("{at}.expectStatus"),
-                    format!("{s} is not an HTTP status"),
+                    format!("{e}: not an HTTP status"),
                 );
             }
             misplaced(p, "address", c.address.is_some());

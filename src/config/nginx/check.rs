@@ -4,6 +4,7 @@
 
 use super::token::{self, Spaces, Vars, show};
 use super::{Directive, Location, Method, Nginx, Site, Tls, Upstream};
+use crate::config::limits;
 use crate::config::validate::{Problems, check_abs_path, is_safe_name};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -107,12 +108,9 @@ fn check_upstream(p: &mut Problems, at: &str, name: &str, up: &Upstream) {
         p.push(format!("{at}.method.hash.key"), e);
     }
     if let Some(k) = up.keepalive
-        && !(1..=10_000).contains(&k)
+        && let Some(e) = limits::out_of(&limits::UPSTREAM_KEEPALIVE, k)
     {
-        p.push(
-            format!("{at}.keepalive"),
-            format!("{k} is out of 1..=10000"),
-        );
+        p.push(format!("{at}.keepalive"), e);
     }
     for (i, s) in up.servers.iter().enumerate() {
         let sp = format!("{at}.servers.{i}");
@@ -126,14 +124,14 @@ fn check_upstream(p: &mut Problems, at: &str, name: &str, up: &Upstream) {
             );
         }
         if let Some(w) = s.weight
-            && !(1..=1000).contains(&w)
+            && let Some(e) = limits::out_of(&limits::SERVER_WEIGHT, w)
         {
-            p.push(format!("{sp}.weight"), format!("{w} is out of 1..=1000"));
+            p.push(format!("{sp}.weight"), e);
         }
         if let Some(m) = s.max_fails
-            && m > 1000
+            && let Some(e) = limits::out_of(&limits::MAX_FAILS, m)
         {
-            p.push(format!("{sp}.maxFails"), format!("{m} is out of 0..=1000"));
+            p.push(format!("{sp}.maxFails"), e);
         }
         if let Some(t) = s.fail_timeout {
             let d = t.as_duration();
@@ -210,11 +208,8 @@ fn check_site(p: &mut Problems, n: &Nginx, at: &str, name: &str, site: &Site) {
 
     for (i, l) in site.listen.iter().enumerate() {
         let lp = format!("{at}.listen.{i}");
-        if !(1..=65535).contains(&l.port) {
-            p.push(
-                format!("{lp}.port"),
-                format!("{} is out of 1..=65535", l.port),
-            );
+        if let Some(e) = limits::out_of(&limits::PORT, l.port) {
+            p.push(format!("{lp}.port"), e);
         }
         if let Some(a) = l.address
             && (a.is_multicast() || is_broadcast(&a))
