@@ -28,6 +28,9 @@ builtins.concatStringsSep "\n" ([
   # nginx and must see the network configured to bind VRRP sockets.
   "Wants=network-online.target nginx.service"
   "After=network-online.target nginx.service"
+  # An HA daemon that gives up after five quick failures leaves the
+  # cluster one node short; keep trying every RestartSec.
+  "StartLimitIntervalSec=0"
   ""
   "[Service]"
   # Refuse a broken declaration before anything changes on the host.
