@@ -1,23 +1,24 @@
 # services.nginxHa: VRRP virtual IPs for nginx, from one declaration.
 #
-# The options under node/instances/checks/notify/nginx are the daemon's
-# declaration (declaration-options.nix); the rest wires it into NixOS: the
-# JSON file (validated by `nginx-ha check-config` at build time), the
-# hardened unit (hardening.nix, shared with contrib/systemd), credentials for
-# VRRPv2 passwords, nginx, sysctls and the firewall.
+# The options under node/instances/checks/notify/nginx ARE the daemon's
+# declaration: schema.nix builds them from declaration.schema.json, which
+# `nginx-ha schema` prints from the Rust types (CI fails when the committed
+# copy is stale). Rules across fields are the daemon's too: the generated
+# JSON goes through `nginx-ha check-config` at build time, with messages
+# that name the option. What is written here by hand is only the NixOS
+# wiring: the JSON file, the hardened unit (hardening.nix, shared with
+# contrib/systemd), credentials for VRRPv2 passwords, nginx, sysctls and
+# the firewall (iptables or nftables, whichever is active).
 { config, lib, pkgs, ... }:
 let
   inherit (lib) mkEnableOption mkIf mkMerge mkOption mkDefault types
-    literalExpression optional optionals optionalAttrs mapAttrs
+    literalExpression literalMD optional optionals optionalAttrs mapAttrs
     mapAttrsToList filterAttrs concatStringsSep concatMap;
 
   cfg = config.services.nginxHa;
-  declarationOptions = import ./declaration-options.nix {
-    inherit lib nhLib;
-    inherit (config.networking) hostName;
-  };
+  p = "services.nginxHa";
   nhLib = import ./lib.nix { inherit lib; };
-  d = nhLib.daemonDefaults;
+  schema = import ./schema.nix { inherit lib; inherit (nhLib) formats; };
 
   # systemd puts credentials here for the unit; the daemon is given these
   # paths, so the secret files themselves never enter the store or the JSON.
@@ -25,27 +26,80 @@ let
   credentialName = name: "vrrp-${name}";
   passwordInstances = filterAttrs (_: i: i.authPasswordFile != null) cfg.instances;
 
-  # Keys of services.nginxHa.nginx that configure NixOS, not the daemon.
-  nginxIntegrationKeys = [ "enable" "loopbackStatusPage" "openFirewall" "firewallPorts" "nonlocalBind" ];
-  # The nginx part as the daemon reads it: unset options, empty lists and
-  # an empty statusPage left out; absent altogether when nothing is set.
-  nginxDeclaration = nhLib.pruneEmpty (nhLib.clean (removeAttrs cfg.nginx nginxIntegrationKeys));
-  hasNginxDeclaration = nginxDeclaration != { };
+  # Options of services.nginxHa.nginx that wire NixOS, not the daemon.
+  nginxIntegration = {
+    enable = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Run nginx on this node (`services.nginx`) and include the config
+        rendered from this declaration in its http block. Off: you run nginx
+        yourself (with `nginx-ha render-nginx`, or your own config) and point
+        `checks.nginx` at it.
+      '';
+    };
+    loopbackStatusPage = mkOption {
+      type = types.bool;
+      default = cfg.nginx.enable && !rendersStatusPage;
+      defaultText = literalMD "`nginx.enable`, unless the rendered declaration serves its own `statusPage`";
+      description = ''
+        Serve nginx's stub_status on loopback at `checks.nginx.statusUrl` for
+        the health check, as a `services.nginx` virtual host. Off by default
+        when the declaration's sites are rendered with their `statusPage`,
+        which then serves it.
+      '';
+    };
+    openFirewall = mkOption {
+      type = types.bool;
+      default = true;
+      description = "Open `firewallPorts` (TCP) for the sites.";
+    };
+    firewallPorts = mkOption {
+      type = types.listOf types.port;
+      default = nhLib.nginx.ports cfg.nginx.sites;
+      defaultText = literalMD "the ports of the sites' `listen` entries (80, and 443 with `tls`, when none are given), loopback addresses left out";
+      example = [ 80 443 8443 ];
+      description = "TCP ports opened for the sites when `openFirewall` is on.";
+    };
+    nonlocalBind = mkOption {
+      type = types.bool;
+      default = nonlocal.v4 || nonlocal.v6;
+      defaultText = literalMD "`true` if a site's `listen.address` (or a `services.nginx` virtual host's listen address) is a virtual IP";
+      description = ''
+        Set `net.ipv4.ip_nonlocal_bind` / `net.ipv6.ip_nonlocal_bind` for
+        the families of the virtual IPs nginx listens on, so nginx can bind
+        them on a node that is not master (it does not start otherwise).
+        Forced on without such a listener, it is set for every family the
+        instances' virtual IPs use.
+      '';
+    };
+  };
+  nginxIntegrationKeys = builtins.attrNames nginxIntegration;
 
-  declaration = nhLib.clean ({
-    node = { inherit (cfg.node) name priority; };
+  # The daemon reads an `nginx` part only when there is something to
+  # render; the status page alone is served by `loopbackStatusPage`.
+  hasNginxDeclaration = cfg.nginx.sites != { } || cfg.nginx.upstreams != { };
+  nginxDeclaration = removeAttrs cfg.nginx nginxIntegrationKeys;
+
+  # The options as they were set, before secrets are mapped to credentials:
+  # what `missing` and the assertions look at.
+  declared = {
+    inherit (cfg) node instances checks notify;
+  } // optionalAttrs hasNginxDeclaration { nginx = nginxDeclaration; };
+
+  declaration = nhLib.clean (declared // {
     instances = mapAttrs
       (name: inst: inst // optionalAttrs (inst.authPasswordFile != null) {
         authPasswordFile = "${credentialDir}/${credentialName name}";
       })
       cfg.instances;
-    inherit (cfg) checks notify;
-  } // optionalAttrs hasNginxDeclaration { nginx = nginxDeclaration; });
+  });
 
   json = builtins.toJSON declaration;
 
   # Checked like NixOS checks nginx.conf: a declaration the daemon would
-  # refuse fails the system build, not the service start.
+  # refuse fails the system build, not the service start, and the message
+  # names the option.
   configFile = pkgs.runCommand "nginx-ha.json"
     {
       inherit json;
@@ -55,7 +109,7 @@ let
     (''
       cp "$jsonPath" "$out"
     '' + lib.optionalString cfg.checkConfig ''
-      nginx-ha check-config --config "$out"
+      nginx-ha check-config --config "$out" --path-prefix ${p}.
     '');
 
   # The http-level nginx config rendered from the same declaration. Paths of
@@ -66,27 +120,26 @@ let
       nginx-ha render-nginx --config ${configFile} --out "$out"
     '';
 
-  statusUrl = nhLib.parseHttpUrl (nhLib.orDefault cfg.checks.nginx.statusUrl d.checks.statusUrl);
-  nginxCheckOn = nhLib.orDefault cfg.checks.nginx.enable d.checks.enable;
+  statusUrl = nhLib.parseHttpUrl cfg.checks.nginx.statusUrl;
+  nginxCheckOn = cfg.checks.nginx.enable;
 
   vipsOf = pred: concatMap
-    (i: builtins.filter pred (map (v: (nhLib.splitPrefix v).addr) i.virtualIps))
+    (i: builtins.filter pred (map (v: (nhLib.splitPrefix v).addr) (if i.virtualIps == null then [ ] else i.virtualIps)))
     (builtins.attrValues cfg.instances);
   vip4 = vipsOf nhLib.isIPv4;
   vip6 = vipsOf nhLib.isIPv6;
 
   # Which virtual IPs nginx binds, so which families need
-  # ip_nonlocal_bind: the declaration's sites, exactly as the daemon's
-  # listens_on_nonlocal (src/config/nginx.rs) decides, plus the listen
-  # addresses of services.nginx's own virtual hosts (only those fields are
-  # read, so no derivation is forced).
+  # ip_nonlocal_bind: the declaration's sites, as the daemon's
+  # listens_on_nonlocal decides, plus the listen addresses of
+  # services.nginx's own virtual hosts (only those fields are read, so no
+  # derivation is forced).
   vhostAddresses = concatMap
     (v: map (a: lib.removeSuffix "]" (lib.removePrefix "[" a))
       (concatMap (l: optional ((l.addr or null) != null) l.addr) (v.listen or [ ])
         ++ (v.listenAddresses or [ ])))
     (builtins.attrValues (config.services.nginx.virtualHosts or { }));
-  # The rendered config serves stub_status itself unless told not to.
-  rendersStatusPage = hasNginxDeclaration && nhLib.orDefault cfg.nginx.statusPage.enable true;
+  rendersStatusPage = hasNginxDeclaration && cfg.nginx.statusPage.enable;
 
   nonlocal = nhLib.nginx.listensOnNonlocal
     (nhLib.nginx.listenAddresses cfg.nginx.sites ++ vhostAddresses)
@@ -94,14 +147,14 @@ let
 
   # VRRP is IP protocol 112. Multicast instances accept it on their
   # interface for the VRRP group; unicast instances only from their peers.
-  vrrpRules = mapAttrsToList
-    (_: inst: {
+  vrrpRules = concatMap
+    (inst: optional (inst.virtualIps != null && inst.virtualIps != [ ] && inst.interface != null) {
       inherit (inst) interface;
       v4 = nhLib.isIPv4 ((nhLib.splitPrefix (builtins.head inst.virtualIps)).addr);
       peers = inst.unicastPeers;
     })
-    cfg.instances;
-  comment = "services.nginxHa.openFirewall";
+    (builtins.attrValues cfg.instances);
+  comment = "${p}.openFirewall";
   iptablesRules = concatStringsSep "\n" (concatMap
     (r:
       let
@@ -123,9 +176,19 @@ let
       in
       ''iifname "${r.interface}" ${match} ${proto} accept comment "${comment}"'')
     vrrpRules);
+
+  # Secrets must stay out of the world-readable store; check-config refuses
+  # store paths too, but here the message can say what to do instead.
+  secretPaths =
+    mapAttrsToList (name: i: { at = "${p}.instances.${name}.authPasswordFile"; path = i.authPasswordFile; }) passwordInstances
+    ++ concatMap
+      (name:
+        let tls = cfg.nginx.sites.${name}.tls; in
+        optional (tls != null) { at = "${p}.nginx.sites.${name}.tls.keyFile"; path = tls.keyFile; })
+      (builtins.attrNames cfg.nginx.sites);
 in
 {
-  options.services.nginxHa = declarationOptions // {
+  options.services.nginxHa = removeAttrs schema.options [ "nginx" ] // {
     enable = mkEnableOption "nginx-ha, VRRP virtual IPs with built-in nginx health checks";
 
     package = lib.mkPackageOption pkgs "nginx-ha" { };
@@ -134,10 +197,11 @@ in
       type = types.bool;
       default = true;
       description = ''
-        Accept VRRP (IP protocol 112) in the NixOS firewall (iptables or
-        nftables): for multicast instances on their interface for the VRRP
-        group, for unicast instances only from `unicastPeers`. A firewall
-        that drops protocol 112 makes every node master: split brain.
+        Accept VRRP (IP protocol 112) in the NixOS firewall, iptables or
+        nftables, whichever `networking.nftables.enable` selects: for
+        multicast instances on their interface for the VRRP group, for
+        unicast instances only from `unicastPeers`. A firewall that drops
+        protocol 112 makes every node master: split brain.
       '';
     };
 
@@ -155,19 +219,18 @@ in
       default = { };
       description = ''
         The `nginx` part of the declaration (upstreams, sites, status page,
-        default server; see src/config/nginx.rs and the README's field
-        reference) that `nginx-ha render-nginx` turns into nginx config at
-        build time, plus the NixOS integration switches `enable`,
+        default server) that `nginx-ha render-nginx` turns into nginx config
+        at build time, plus the NixOS switches `enable`,
         `loopbackStatusPage`, `openFirewall`, `firewallPorts` and
-        `nonlocalBind`, which are not part of the JSON. When nothing of
-        the declaration part is set, the JSON has no `nginx` key and
-        nothing is rendered.
+        `nonlocalBind`, which are not part of the JSON. The part is written
+        into the declaration and rendered when it has at least one site or
+        upstream.
       '';
       example = literalExpression ''
         {
           upstreams.app.servers = [
-            { address = "10.0.0.5:8080"; }
-            { address = "10.0.0.6:8080"; }
+            { address = "198.51.100.5:8080"; }
+            { address = "198.51.100.6:8080"; }
           ];
           sites.www = {
             serverNames = [ "www.example.org" ];
@@ -184,77 +247,50 @@ in
         }
       '';
       type = types.submodule {
-        options = declarationOptions.nginx // {
-          enable = mkOption {
-            type = types.bool;
-            default = true;
-            description = ''
-              Run nginx on this node (services.nginx) and include the config
-              rendered from this declaration in its http block. Off: you run
-              nginx yourself (with `nginx-ha render-nginx`, or your own
-              config) and point `checks.nginx` at it.
-            '';
-          };
-          loopbackStatusPage = mkOption {
-            type = types.bool;
-            default = cfg.nginx.enable && !rendersStatusPage;
-            defaultText = literalExpression "nginx.enable, unless the rendered declaration serves its own statusPage";
-            description = ''
-              Serve nginx's stub_status on loopback at `checks.nginx.statusUrl`
-              (default http://127.0.0.1:8081/nginx_status) for the health
-              check, as a services.nginx virtual host. Off by default when the
-              declaration's nginx part is rendered with its `statusPage`
-              (enabled unless `statusPage.enable = false`), which then serves it.
-            '';
-          };
-          openFirewall = mkOption {
-            type = types.bool;
-            default = true;
-            description = "Open `firewallPorts` (TCP) for the sites.";
-          };
-          firewallPorts = mkOption {
-            type = types.listOf types.port;
-            default = nhLib.nginx.ports cfg.nginx.sites;
-            defaultText = literalExpression "the ports of the sites' listen entries (default 80, and 443 with tls), loopback addresses left out";
-            example = [ 80 443 8443 ];
-            description = "TCP ports opened for the sites when `openFirewall` is on.";
-          };
-          nonlocalBind = mkOption {
-            type = types.bool;
-            default = nonlocal.v4 || nonlocal.v6;
-            defaultText = literalExpression "true if a site's listen.address (or a services.nginx virtual host's listen address) is a virtual IP";
-            description = ''
-              Set `net.ipv4.ip_nonlocal_bind` / `net.ipv6.ip_nonlocal_bind`
-              for the families of the virtual IPs nginx listens on, so nginx
-              can bind them on a node that is not master (it does not start
-              otherwise). Forced on without such a listener, it is set for
-              every family the instances' virtual IPs use.
-            '';
-          };
-        };
+        options = schema.optionsOfObject [ "nginx" ] (schema.sub "nginx") // nginxIntegration;
       };
     };
 
     declaration = mkOption {
       type = types.attrs;
       readOnly = true;
+      internal = true;
       default = declaration;
-      defaultText = literalExpression "the declaration built from the options above";
-      description = "The declaration as the daemon reads it (read-only; for inspection and tests).";
+      defaultText = literalMD "the declaration built from the options above";
+      description = "The declaration as the daemon reads it (for inspection and tests).";
     };
 
     configFile = mkOption {
       type = types.path;
       readOnly = true;
       default = configFile;
-      defaultText = literalExpression "the validated JSON file";
-      description = "The generated declaration file, checked by `nginx-ha check-config` (read-only).";
+      defaultText = literalMD "the generated JSON file, checked by `nginx-ha check-config`";
+      description = "The generated declaration file (read-only).";
     };
   };
 
   config = mkIf cfg.enable (mkMerge [
     {
-      assertions = import ./assertions.nix { inherit lib nhLib; } cfg;
+      # The node's name is node-specific; the host name is the natural one.
+      services.nginxHa.node.name = mkDefault config.networking.hostName;
+
+      assertions =
+        map
+          (path: {
+            assertion = false;
+            message = "${p}.${concatStringsSep "." path} is not set, and has no default: set it (see its description in the option documentation).";
+          })
+          (schema.missing [ ] schema.schema declared)
+        ++ [{
+          assertion = cfg.instances != { };
+          message = "${p}.instances: at least one VRRP instance is needed.";
+        }]
+        ++ map
+          (s: {
+            assertion = !(lib.hasPrefix builtins.storeDir (toString s.path));
+            message = "${s.at}: ${toString s.path} is in the Nix store, which is world-readable; give a run-time path (agenix, sops-nix or a deployed file), as a string, not a Nix path literal.";
+          })
+          secretPaths;
 
       environment.systemPackages = [ cfg.package ];
 
@@ -283,13 +319,19 @@ in
       };
     }
 
-    (mkIf cfg.openFirewall {
+    # Whichever firewall backend is active: nixpkgs' nftables firewall
+    # refuses any extraCommands, the iptables one ignores extraInputRules.
+    (mkIf (cfg.openFirewall && !config.networking.nftables.enable) {
       networking.firewall.extraCommands = iptablesRules;
+    })
+    (mkIf (cfg.openFirewall && config.networking.nftables.enable) {
       networking.firewall.extraInputRules = nftablesRules;
     })
 
     (mkIf cfg.nginx.enable {
-      services.nginx.enable = true;
+      # mkDefault: a host that sets services.nginx.enable = false itself
+      # wins, and the assertion below says what that means.
+      services.nginx.enable = mkDefault true;
       services.nginx.appendHttpConfig = mkIf hasNginxDeclaration "include ${renderedNginx};";
 
       services.nginx.virtualHosts = mkIf (cfg.nginx.loopbackStatusPage && nginxCheckOn) {
@@ -321,10 +363,15 @@ in
 
       networking.firewall.allowedTCPPorts = mkIf cfg.nginx.openFirewall cfg.nginx.firewallPorts;
 
-      assertions = optionals (cfg.nginx.loopbackStatusPage && nginxCheckOn) [
+      assertions = [
+        {
+          assertion = config.services.nginx.enable;
+          message = "${p}.nginx.enable is true (the default), but services.nginx.enable is false: set ${p}.nginx.enable = false when this node runs nginx some other way, and point ${p}.checks.nginx at it.";
+        }
+      ] ++ optionals (cfg.nginx.loopbackStatusPage && nginxCheckOn) [
         {
           assertion = statusUrl != null && nhLib.isLoopbackHost statusUrl.host;
-          message = "services.nginxHa.checks.nginx.statusUrl: nginx.loopbackStatusPage serves the status page on loopback only; point statusUrl at 127.0.0.1, [::1] or localhost, or set nginx.loopbackStatusPage = false";
+          message = "${p}.checks.nginx.statusUrl: nginx.loopbackStatusPage serves the status page on loopback only; point statusUrl at 127.0.0.1, [::1] or localhost, or set nginx.loopbackStatusPage = false.";
         }
       ];
     })

@@ -94,6 +94,12 @@ rec {
     else if port < 1 || port > 65535 then null
     else { inherit host port path; };
 
+  isSocketAddress = s:
+    let m = builtins.match "(\\[([^]]*)]|([0-9.]+)):([0-9]{1,5})" s; in
+    builtins.isString s && m != null
+    && (if builtins.elemAt m 1 != null then isIPv6 (builtins.elemAt m 1) else isIPv4 (builtins.elemAt m 2))
+    && digits (builtins.elemAt m 3) <= 65535;
+
   isLoopbackHost = h: h == "localhost" || isLoopback h;
 
   # An absolute path the daemon is allowed to be pointed at.
@@ -200,48 +206,29 @@ rec {
 
     safeName = lib.types.strMatching "[A-Za-z0-9_-]{1,64}";
 
-    argv = lib.types.nonEmptyListOf lib.types.str;
-  };
-
-  # Values the daemon uses for a key the declaration leaves out
-  # (src/config/types.rs). The module leaves unset options out of the JSON
-  # so the daemon's defaults apply; it needs these copies only to check
-  # rules that depend on them (VRRPv2 intervals, timeouts) and to build the
-  # nginx status page that the default statusUrl points at.
-  daemonDefaults = {
-    version = 3;
-    advertInterval = "1s";
-    preemptDelay = "0s";
-    addressOwner = false;
-    v3ChecksumAsV2 = false;
-    announce = { count = 5; delay = "200ms"; refresh = "0s"; };
-    checks = {
-      enable = true;
-      pidFile = "/run/nginx/nginx.pid";
-      statusUrl = "http://127.0.0.1:8081/nginx_status";
-      interval = "1s";
-      timeout = "500ms";
-      rise = 2;
-      fall = 2;
-      weight = 0;
+    socketAddress = lib.mkOptionType {
+      name = "nginxHaSocketAddress";
+      description = ''IP:PORT, IPv6 in brackets, e.g. "127.0.0.1:8081" or "[::1]:8081"'';
+      descriptionClass = "noun";
+      check = isSocketAddress;
+      merge = lib.options.mergeEqualOption;
     };
-    notifyTimeout = "10s";
   };
 
-  orDefault = v: d: if v == null then d else v;
+  # The schema's string formats (src/config/schema.rs) as option types.
+  formats = {
+    duration = types.duration;
+    ip = types.ipAddress;
+    ip-prefix = types.ipPrefix;
+    absolute-path = types.absolutePath;
+    interface-name = types.interfaceName;
+    name = types.safeName;
+    socket-address = types.socketAddress;
+  };
 
   # Drops nulls (unset options) everywhere, so the daemon's own defaults
   # apply, and turns path values into strings so nothing is copied into the
   # store by builtins.toJSON.
-  # The nginx part after `clean`: empty lists and attrsets (unset listen,
-  # no extraDirectives, no upstreams) mean the same as absent to the
-  # daemon, so they are left out too.
-  pruneEmpty = v:
-    if builtins.isAttrs v then
-      lib.filterAttrs (_: x: x != { } && x != [ ]) (lib.mapAttrs (_: pruneEmpty) v)
-    else if builtins.isList v then map pruneEmpty v
-    else v;
-
   clean = v:
     if builtins.isAttrs v then
       lib.mapAttrs (_: clean) (lib.filterAttrs (_: x: x != null) v)
