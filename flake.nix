@@ -1,37 +1,27 @@
 {
   description = "nginx-ha: VRRP virtual IPs for nginx, with built-in nginx health checks";
 
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.05";
+  # The current stable NixOS release. Its rustc must meet Cargo.toml's
+  # rust-version (1.88), for the package and the dev-dependencies its
+  # check phase compiles.
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
 
   outputs = { self, nixpkgs }:
     let
       inherit (nixpkgs) lib;
       systems = [ "x86_64-linux" "aarch64-linux" ];
-
-      # `nix flake check --override-input nixpkgs <lib-only flake>` (e.g.
-      # nix-community/nixpkgs.lib) must still evaluate the module and its
-      # tests: everything that needs packages sits behind this guard.
-      hasPkgs = nixpkgs ? legacyPackages;
-
       forSystems = f: lib.genAttrs systems f;
       pkgsFor = system: import nixpkgs {
         inherit system;
         overlays = [ self.overlays.default ];
       };
 
-      # The module evaluation test, with this flake's lib: every check
-      # true, every bad configuration refused.
-      evalTest = import ./nixos-module/eval-test.nix { inherit lib; };
-      evalTestPasses =
-        let
-          failedChecks = lib.attrNames (lib.filterAttrs (_: ok: ok != true) evalTest.checks);
-          acceptedBad = lib.attrNames (lib.filterAttrs
-            (_: c: (builtins.tryEval (builtins.deepSeq c.result c.result)).success)
-            evalTest.bad);
-        in
-        if failedChecks != [ ] then throw "module checks failed: ${toString failedChecks}"
-        else if acceptedBad != [ ] then throw "bad configurations accepted: ${toString acceptedBad}"
-        else true;
+      # The module tests (nixos-module/tests): real NixOS evaluations of the
+      # examples with both firewalls, and one declaration per option.
+      moduleTests = import ./nixos-module/tests { nixpkgs = nixpkgs.outPath; };
+      failedWiring = lib.attrNames (lib.filterAttrs (_: ok: ok != true) moduleTests.wiring);
+      coverageGaps = moduleTests.coverage.schemaWithoutOption ++ moduleTests.coverage.optionWithoutSchema;
+      acceptedOutOfRange = lib.attrNames (lib.filterAttrs (_: evaluated: evaluated) moduleTests.outOfRange);
     in
     {
       overlays.default = final: _prev: {
@@ -46,51 +36,64 @@
       };
       nixosModules.nginx-ha = self.nixosModules.default;
 
-      packages = lib.optionalAttrs hasPkgs (forSystems (system:
+      packages = forSystems (system:
         let pkgs = pkgsFor system; in {
           default = pkgs.nginx-ha;
           inherit (pkgs) nginx-ha;
-        }));
+        });
 
       checks = forSystems (system:
-        # Evaluated even with a lib-only nixpkgs: the assertion fails the
-        # flake check before anything is built.
-        assert evalTestPasses;
-        lib.optionalAttrs hasPkgs (
-          let
-            pkgs = pkgsFor system;
-            vmTests = import ./vm-tests { inherit pkgs self; };
-          in
-          {
-            package = pkgs.nginx-ha;
+        # Evaluation-time facts fail the flake check before anything builds.
+        assert lib.assertMsg (failedWiring == [ ]) "module wiring checks failed: ${toString failedWiring}";
+        assert lib.assertMsg (coverageGaps == [ ]) "options and schema differ: ${toString coverageGaps}";
+        assert lib.assertMsg (acceptedOutOfRange == [ ]) "out-of-range values accepted: ${toString acceptedOutOfRange}";
+        let
+          pkgs = pkgsFor system;
+          vmTests = import ./vm-tests { inherit pkgs self; };
+          declarations = pkgs.writeText "declarations.json"
+            (builtins.toJSON (moduleTests.declarations // moduleTests.variants));
+        in
+        {
+          package = pkgs.nginx-ha;
 
-            # The examples' JSON through the real check-config.
-            module-examples = pkgs.runCommand "nginx-ha-module-examples"
-              {
-                nativeBuildInputs = [ pkgs.nginx-ha ];
-                examples = builtins.toJSON evalTest.examples;
-                passAsFile = [ "examples" ];
-              }
-              ''
-                for name in ${toString (lib.attrNames evalTest.examples)}; do
-                  ${lib.getExe pkgs.jq} ".$name" "$examplesPath" > "$name.json"
-                  nginx-ha check-config --config "$name.json"
-                done
-                touch "$out"
-              '';
-
-            unit-file-current = pkgs.runCommand "nginx-ha-unit-file-current" { } ''
-              diff -u ${./contrib/systemd/nginx-ha.service} \
-                ${pkgs.writeText "nginx-ha.service" (import ./contrib/systemd/unit.nix { })}
+          # Every example system's declaration and one declaration per
+          # option (each leaf set to its example) through the real
+          # check-config: every leaf must be accepted on some base.
+          module-declarations = pkgs.runCommand "nginx-ha-module-declarations"
+            { nativeBuildInputs = [ pkgs.nginx-ha pkgs.jq ]; }
+            ''
+              mkdir d
+              jq -r 'keys[]' ${declarations} | while read -r name; do
+                jq ".[\"$name\"]" ${declarations} > d/x.json
+                if nginx-ha check-config --config d/x.json >/dev/null 2>&1; then
+                  echo "''${name%@*}" >> ok
+                else
+                  echo "''${name%@*}" >> refused
+                fi
+              done
+              touch ok refused
+              bad=$(sort -u refused | comm -23 - <(sort -u ok))
+              if [ -n "$bad" ]; then echo "refused on every base: $bad" >&2; exit 1; fi
               touch "$out"
             '';
-          }
-          # The VM tests need KVM-capable builders; `nix flake check` runs
-          # them where it can.
-          // lib.optionalAttrs (pkgs ? testers && pkgs.testers ? runNixOSTest) vmTests
-        ));
 
-      devShells = lib.optionalAttrs hasPkgs (forSystems (system:
+          unit-file-current = pkgs.runCommand "nginx-ha-unit-file-current" { } ''
+            diff -u ${./contrib/systemd/nginx-ha.service} \
+              ${pkgs.writeText "nginx-ha.service" (import ./contrib/systemd/unit.nix { })}
+            touch "$out"
+          '';
+
+          options-doc = (pkgs.nixosOptionsDoc {
+            options = { inherit ((moduleTests.systems.lb1-iptables).options.services) nginxHa; };
+            warningsAreErrors = true;
+          }).optionsCommonMark;
+        }
+        # The VM tests need KVM-capable builders; `nix flake check` runs
+        # them where it can.
+        // vmTests
+      );
+
+      devShells = forSystems (system:
         let pkgs = pkgsFor system; in {
           default = pkgs.mkShell {
             inputsFrom = [ pkgs.nginx-ha ];
@@ -110,9 +113,8 @@
               tcpdump
             ];
           };
-        }));
+        });
 
-      formatter = lib.optionalAttrs hasPkgs
-        (forSystems (system: nixpkgs.legacyPackages.${system}.nixpkgs-fmt));
+      formatter = forSystems (system: nixpkgs.legacyPackages.${system}.nixpkgs-fmt);
     };
 }

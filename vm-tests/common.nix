@@ -1,6 +1,8 @@
-# The VM-test network: lb1 (192.0.2.11, priority 150) and lb2 (192.0.2.12,
-# priority 100) share one cluster declaration and the VIP 192.0.2.100 on
-# vlan 1; client (192.0.2.1) reaches them through the VIP. Each node's
+# The VM-test network: lb1 (192.0.2.11 / 2001:db8::11, priority 150) and
+# lb2 (192.0.2.12 / 2001:db8::12, priority 100) share one cluster
+# declaration and the VIPs 192.0.2.100 (unicast VRRPv3), 192.0.2.200
+# (VRRPv2 with a password) and 2001:db8::100 (multicast VRRPv3 over IPv6)
+# on vlan 1; client (192.0.2.1 / 2001:db8::1) reaches them through the VIPs. Each node's
 # nginx answers with its own name, so the client can tell who serves.
 { pkgs, self, nftables ? false }:
 let
@@ -14,17 +16,19 @@ let
 
   # The test framework numbers vlan addresses 192.168.1.N by itself;
   # mkForce puts the documentation range in their place.
-  base = address: { lib, ... }: {
+  base = address: address6: { lib, ... }: {
     virtualisation.vlans = [ 1 ];
     networking.useDHCP = false;
     networking.nftables.enable = nftables;
     networking.firewall.enable = true;
     networking.interfaces.eth1.ipv4.addresses =
       lib.mkForce [{ inherit address; prefixLength = 24; }];
+    networking.interfaces.eth1.ipv6.addresses =
+      lib.mkForce [{ address = address6; prefixLength = 64; }];
   };
 
-  node = address: priority: { config, ... }: {
-    imports = [ (base address) self.nixosModules.default ];
+  node = address: address6: priority: { config, ... }: {
+    imports = [ (base address address6) self.nixosModules.default ];
 
     # The shared cluster declaration: identical on both nodes.
     services.nginxHa = {
@@ -45,6 +49,14 @@ let
         virtualIps = [ "192.0.2.200/24" ];
         # A run-time path; the store only holds the TEST-ONLY file.
         authPasswordFile = "/etc/nginx-ha-test/vrrp-password";
+      };
+      # IPv6 over multicast (ff02::12): the firewall rule for the group,
+      # unsolicited neighbour advertisements, the IPv6 VIP.
+      instances.web6 = {
+        interface = "eth1";
+        virtualRouterId = 51;
+        virtualIps = [ "2001:db8::100/64" ];
+        advertInterval = "100ms";
       };
       checks.nginx = {
         interval = "200ms";
@@ -72,6 +84,7 @@ let
       listen = [
         { addr = "192.0.2.100"; port = 80; }
         { addr = "192.0.2.100"; port = 443; ssl = true; }
+        { addr = "[2001:db8::100]"; port = 80; }
       ];
       sslCertificate = "${testCert}/cert.pem";
       sslCertificateKey = "/etc/nginx-ha-test/tls.key";
@@ -84,10 +97,10 @@ let
 in
 {
   nodes = {
-    lb1 = node "192.0.2.11" 150;
-    lb2 = node "192.0.2.12" 100;
+    lb1 = node "192.0.2.11" "2001:db8::11" 150;
+    lb2 = node "192.0.2.12" "2001:db8::12" 100;
     client = {
-      imports = [ (base "192.0.2.1") ];
+      imports = [ (base "192.0.2.1" "2001:db8::1") ];
       security.pki.certificateFiles = [ "${testCert}/cert.pem" ];
       environment.systemPackages = [ pkgs.curl ];
     };
@@ -98,22 +111,25 @@ in
     import time
 
     VIP = "192.0.2.100"
+    VIP6 = "2001:db8::100"
 
-    def has_vip(m):
-        return m.execute(f"ip -4 -o addr show dev eth1 | grep -q ' {VIP}/24 '")[0] == 0
+    def has_vip(m, vip=VIP):
+        fam, plen = ("-6", 64) if ":" in vip else ("-4", 24)
+        return m.execute(f"ip {fam} -o addr show dev eth1 | grep -q ' {vip}/{plen} '")[0] == 0
 
-    def wait_single_master(m, others, timeout=20):
+    def wait_single_master(m, others, timeout=20, vip=VIP):
         """m holds the VIP and no other node does."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if has_vip(m) and not any(has_vip(o) for o in others):
+            if has_vip(m, vip) and not any(has_vip(o, vip) for o in others):
                 return
             time.sleep(0.1)
-        raise Exception(f"{m.name} is not the single master after {timeout}s")
+        raise Exception(f"{m.name} is not the single master of {vip} after {timeout}s")
 
-    def served_by(name, scheme="http", timeout=20):
+    def served_by(name, scheme="http", timeout=20, vip=VIP):
+        host = f"[{vip}]" if ":" in vip else vip
         client.wait_until_succeeds(
-            f"curl -sf --max-time 1 {scheme}://{VIP}/ | grep -qx {name}", timeout=timeout)
+            f"curl -sf --max-time 1 {scheme}://{host}/ | grep -qx {name}", timeout=timeout)
 
     def in_journal(m, pattern):
         m.wait_until_succeeds(f"journalctl -q -u nginx-ha -o cat | grep -Eq '{pattern}'", timeout=10)

@@ -11,7 +11,7 @@ in
   testScript = common.helpers + ''
     boot()
 
-    with subtest("HTTPS through the VIP with the test certificate (twin: tests/lab_tls.rs::https_via_vip)"):
+    with subtest("HTTPS through the VIP with the test certificate (twin: tests/lab_tls.rs::https_through_the_vip_follows_the_master)"):
         served_by("lb1", scheme="https")
         # The backup's nginx runs too (ip_nonlocal_bind), ready to serve.
         lb2.succeed("sysctl -n net.ipv4.ip_nonlocal_bind | grep -qx 1")
@@ -20,7 +20,7 @@ in
         lb1.wait_for_unit("nginx.service")
         wait_single_master(lb1, [lb2], timeout=30)
 
-    with subtest("maintenance on: the node steps down and stays down across restarts (twin: tests/lab_control.rs::maintenance_persists)"):
+    with subtest("maintenance on: the node steps down and stays down across restarts (twin: tests/lab_health.rs::maintenance_moves_the_vip_and_survives_a_restart)"):
         lb1.succeed("nginx-ha maintenance on")
         wait_single_master(lb2, [lb1], timeout=5)
         served_by("lb2")
@@ -29,7 +29,7 @@ in
         wait_single_master(lb2, [lb1], timeout=5)
         lb1.succeed("nginx-ha status | grep -qi maintenance")
 
-    with subtest("maintenance off: the node comes back (twin: tests/lab_control.rs::maintenance_off_returns)"):
+    with subtest("maintenance off: the node comes back (twin: tests/lab_health.rs::maintenance_moves_the_vip_and_survives_a_restart)"):
         lb1.succeed("nginx-ha maintenance off")
         wait_single_master(lb1, [lb2], timeout=30)
         served_by("lb1", scheme="https")
