@@ -11,7 +11,7 @@
 # names the option instead of failing on an undefined value.
 { lib, formats }:
 let
-  inherit (lib) mkOption types literalExpression;
+  inherit (lib) mkOption types;
 
   schema = builtins.fromJSON (builtins.readFile ./declaration.schema.json);
 
@@ -97,12 +97,13 @@ let
     let inner = nullableInner s; in
     if inner != null then (if value == null then [ ] else missing path inner value)
     else if isObject s && s ? properties then
-      lib.concatLists (lib.mapAttrsToList
-        (name: sub:
-          let v = value.${name} or null; in
-          if v == null then lib.optional (builtins.elem name (s.required or [ ])) (path ++ [ name ])
-          else missing (path ++ [ name ]) sub v)
-        s.properties)
+      lib.concatLists
+        (lib.mapAttrsToList
+          (name: sub:
+            let v = value.${name} or null; in
+            if v == null then lib.optional (builtins.elem name (s.required or [ ])) (path ++ [ name ])
+            else missing (path ++ [ name ]) sub v)
+          s.properties)
     else if isObject s && builtins.isAttrs (s.additionalProperties or null) then
       lib.concatLists (lib.mapAttrsToList (name: missing (path ++ [ name ]) s.additionalProperties) value)
     else if (s.type or null) == "array" && builtins.isList value then

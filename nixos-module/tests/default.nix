@@ -117,16 +117,16 @@ let
   # Hash upstreams refuse backup servers, so one base goes without.
   nginxPart = firstLocation: hash: {
     upstreams = {
-      app.servers = [ { address = "198.51.100.5:8080"; } { address = "198.51.100.6:8080"; } ];
+      app.servers = [{ address = "198.51.100.5:8080"; } { address = "198.51.100.6:8080"; }];
     } // lib.optionalAttrs hash {
       media = {
         method.hash = { key = "$request_uri"; consistent = true; };
-        servers = [ { address = "198.51.100.7:8080"; } ];
+        servers = [{ address = "198.51.100.7:8080"; }];
       };
     };
     sites.www = {
       serverNames = [ "www.example.org" ];
-      listen = [ { address = "192.0.2.100"; port = 443; ssl = true; } { port = 80; } ];
+      listen = [{ address = "192.0.2.100"; port = 443; ssl = true; } { port = 80; }];
       tls = { certificateFile = "/run/secrets/www.crt"; keyFile = "/run/secrets/www.key"; };
       locations = [ firstLocation { path = "/media/"; proxyPass = if hash then "http://media" else "app"; } ];
       extraDirectives = [{ name = "client_max_body_size"; args = [ "1m" ]; }];
@@ -224,7 +224,7 @@ let
     (l:
       let s = l.schema; in
       lib.optionals (s ? minimum && s ? maximum) (lib.concatLists (lib.mapAttrsToList
-        (end: value:
+        (_end: value:
           let cfg = lib.findFirst (c: c != null) null (map (setPath l.path value) (builtins.attrValues bases)); in
           lib.optional (cfg != null) (lib.nameValuePair "${leafName l}=${toString value}"
             (builtins.tryEval (builtins.deepSeq (declarationOf cfg) true)).success))
