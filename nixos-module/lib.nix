@@ -1,6 +1,6 @@
-# Helpers shared by the option declarations, the assertions and the JSON
-# generation of services.nginxHa. Only nixpkgs `lib` is needed, so
-# eval-test.nix can load this without a full nixpkgs.
+# Helpers of services.nginxHa: the option types behind the schema's string
+# formats, and what the NixOS wiring derives from the options (sysctls,
+# firewall ports). Only nixpkgs `lib` is needed.
 { lib }:
 let
   digits = s:
