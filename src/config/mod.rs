@@ -1,6 +1,7 @@
 //! The declaration: parsing, validation, and the errors that name the JSON
 //! path of every problem.
 
+mod duplicate_keys;
 pub mod duration;
 pub mod nginx;
 mod types;
@@ -82,6 +83,11 @@ pub fn parse(bytes: &[u8]) -> Result<Declaration, LoadError> {
             size: bytes.len(),
         });
     }
+    if let Some(problem) = byte_order_mark(bytes) {
+        return Err(LoadError::Invalid {
+            problems: vec![problem],
+        });
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let decl: Declaration = match serde_path_to_error::deserialize(&mut de) {
         Ok(d) => d,
@@ -106,6 +112,10 @@ pub fn parse(bytes: &[u8]) -> Result<Declaration, LoadError> {
             }],
         });
     }
+    let dups = duplicate_keys::find(bytes);
+    if !dups.is_empty() {
+        return Err(LoadError::Invalid { problems: dups });
+    }
     let shape = positional_structs(bytes, &decl);
     if !shape.is_empty() {
         return Err(LoadError::Invalid { problems: shape });
@@ -116,6 +126,23 @@ pub fn parse(bytes: &[u8]) -> Result<Declaration, LoadError> {
     } else {
         Err(LoadError::Invalid { problems })
     }
+}
+
+/// Editors on some systems save with a byte order mark, which JSON does
+/// not allow (RFC 8259 §8.1); "expected value at column 1" would send the
+/// reader looking for a typo they cannot see.
+fn byte_order_mark(bytes: &[u8]) -> Option<Problem> {
+    let what = if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        "starts with a UTF-8 byte order mark (BOM, bytes EF BB BF); save it as UTF-8 without a BOM"
+    } else if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+        "starts with a UTF-16 byte order mark (BOM): the file is UTF-16; save it as UTF-8 without a BOM"
+    } else {
+        return None;
+    };
+    Some(Problem {
+        path: ".".into(),
+        message: format!("not valid JSON: the file {what}"),
+    })
 }
 
 /// The dotted form of a serde path (`instances.web.virtualIps.0`), the form
