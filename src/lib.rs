@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod file_read;
 pub mod health;
 pub mod logging;
 pub mod net;

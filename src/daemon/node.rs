@@ -3,9 +3,9 @@
 
 use super::control::{self, CheckStatus, Command, Counters, InstanceStatus, Request, Status};
 use super::hooks::{Hooks, Job};
-use super::setup::{self, Plan};
+use super::setup::{self, Loaded, Plan};
 use super::{DaemonError, Options, io_err, state_file, systemd};
-use crate::config::{self, Declaration};
+use crate::config::Declaration;
 use crate::health::stub_status::StubStatus;
 use crate::health::{self, Effect, Event, Verdict};
 use crate::net::announce::Announcer;
@@ -792,10 +792,10 @@ impl Daemon {
     /// SIGHUP: re-read the declaration. A bad one is refused whole and the
     /// running one kept. Instances whose VRRP parameters did not change keep
     /// their state and VIPs; changed ones are restarted cleanly.
-    pub async fn reload(&mut self) {
+    pub async fn reload(&mut self, loaded: Result<Loaded, Vec<String>>) {
         systemd::reloading();
         info!("reloading {}", self.opts.config.display());
-        match self.try_reload().await {
+        match self.try_reload(loaded).await {
             Ok(summary) => info!("reload done: {summary}"),
             Err(lines) => {
                 for l in &lines {
@@ -806,9 +806,12 @@ impl Daemon {
         systemd::ready(&self.status_line());
     }
 
-    async fn try_reload(&mut self) -> Result<String, Vec<String>> {
-        let decl = config::load(&self.opts.config).map_err(|e| e.lines())?;
-        let plans = setup::plan(&decl, &self.net)
+    async fn try_reload(
+        &mut self,
+        loaded: Result<Loaded, Vec<String>>,
+    ) -> Result<String, Vec<String>> {
+        let Loaded { decl, passwords } = loaded?;
+        let plans = setup::plan(&decl, &passwords, &self.net)
             .await
             .map_err(|e| vec![e.to_string()])?;
         let unchanged = |r: &Running, p: &Plan| {
