@@ -4,6 +4,7 @@
 //! with no I/O and no clock. Everything that touches the system lives
 //! outside it.
 
+pub mod child;
 pub mod config;
 pub mod daemon;
 pub mod file_read;

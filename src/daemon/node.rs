@@ -889,6 +889,11 @@ impl Daemon {
             let a = self.insts[i].core.handle(now, Input::Shutdown);
             self.exec(i, a).await;
         }
+        // The stop hooks were queued above; the runtime ends when this
+        // returns. Room for one hook already running plus the stop hooks.
+        self.hooks
+            .drain(self.decl.notify.timeout.as_duration().saturating_mul(2))
+            .await;
     }
 }
 
