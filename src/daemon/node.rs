@@ -190,6 +190,8 @@ impl Daemon {
         }
         if primary.is_none() {
             faults.insert(FaultSource::Address, no_address_reason(&plan));
+        } else if let Some(why) = plan.no_peer_reason(primary) {
+            faults.insert(FaultSource::Address, why);
         }
         let peers = plan.peers(primary);
         info!(
@@ -423,7 +425,8 @@ impl Daemon {
                         r.core = core;
                         info!("instance {}: source address {p} found", r.plan.name);
                         self.apply_checks(i);
-                        self.set_fault(i, FaultSource::Address, None).await;
+                        let why = self.insts[i].plan.no_peer_reason(Some(p));
+                        self.set_fault(i, FaultSource::Address, why).await;
                     }
                 }
             }

@@ -132,6 +132,19 @@ impl Plan {
             .collect()
     }
 
+    /// Why a unicast instance cannot work from `primary`: every listed
+    /// peer is this node itself, so nobody would hear its adverts and
+    /// every node would become master. check-config catches this when
+    /// `unicastSource` is given; without it the address is only known here.
+    pub fn no_peer_reason(&self, primary: Option<IpAddr>) -> Option<String> {
+        let p = primary?;
+        (self.unicast() && self.peers(primary).is_empty()).then(|| {
+            format!(
+                "unicastPeers lists only this node's own address {p}: no peer would hear its adverts"
+            )
+        })
+    }
+
     pub fn unicast(&self) -> bool {
         !self.decl.unicast_peers.is_empty()
     }
