@@ -3,7 +3,8 @@
 //! Each runs in a process group of its own, so a timeout kills what the
 //! command started too (a shell's `sleep`, a script's pipeline), not only
 //! the direct child; the group is killed while its leader is still
-//! unreaped, so its ID cannot have been reused. The child is reaped before
+//! unreaped, so its ID cannot have been reused. A check's leftovers are
+//! killed the same way when it exits in time. The child is reaped before
 //! `run` returns, and killed with its group if `run` is cancelled.
 //!
 //! Children start with a clean, minimal environment (the daemon's may hold
@@ -11,8 +12,10 @@
 //! service manager set) and with no ambient or inheritable capabilities,
 //! whichever way the daemon was started.
 
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::Stdio;
 use std::time::Duration;
+use tokio::io::unix::AsyncFd;
 
 /// The whole environment a child gets, besides what its caller adds.
 /// Commands are absolute paths; PATH serves the scripts they run.
@@ -90,9 +93,54 @@ fn drop_inheritable_caps() {
     }
 }
 
+/// What happens to processes a command leaves in its group when it
+/// exits in time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leftovers {
+    /// Killed: a check runs every interval, and `cmd &` in it would start
+    /// one more process each time.
+    Kill,
+    /// Left alone: a hook may start something on purpose.
+    Keep,
+}
+
+fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
+    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new fd.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd and nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Waits until the child has exited without reaping it: while it is an
+/// unreaped zombie its PID, and so its group's ID, cannot be reused, and
+/// the group can be killed safely. Falls back to the plain wait (which
+/// reaps) where pidfds are unavailable.
+async fn exited(child: &mut Group) -> std::io::Result<()> {
+    let pidfd = child
+        .0
+        .id()
+        .ok_or_else(|| std::io::Error::other("already reaped"))
+        .and_then(pidfd_open)
+        // SAFETY: the OwnedFd stays owned by the AsyncFd until it is
+        // dropped.
+        .and_then(|fd| unsafe { AsyncFd::register(fd) }.map_err(std::io::Error::from));
+    match pidfd {
+        Ok(fd) => fd.readable().await.map(|_| ()),
+        Err(_) => child.0.wait().await.map(|_| ()),
+    }
+}
+
 /// Runs `argv` with `env` added to the minimal environment; Ok on exit
 /// status 0. Overrunning `limit` kills the whole process group.
-pub async fn run(argv: &[String], env: &[(&str, &str)], limit: Duration) -> Result<(), String> {
+pub async fn run(
+    argv: &[String],
+    env: &[(&str, &str)],
+    limit: Duration,
+    leftovers: Leftovers,
+) -> Result<(), String> {
     let (prog, args) = argv.split_first().ok_or("empty command")?;
     let mut cmd = tokio::process::Command::new(prog);
     cmd.args(args)
@@ -112,10 +160,17 @@ pub async fn run(argv: &[String], env: &[(&str, &str)], limit: Duration) -> Resu
         });
     }
     let mut child = Group(cmd.spawn().map_err(|e| format!("{prog}: {e}"))?);
-    match tokio::time::timeout(limit, child.0.wait()).await {
-        Ok(Ok(st)) if st.success() => Ok(()),
-        Ok(Ok(st)) => Err(format!("{prog} exited with {st}")),
-        Ok(Err(e)) => Err(format!("{prog}: {e}")),
+    match tokio::time::timeout(limit, exited(&mut child)).await {
+        Ok(done) => {
+            if leftovers == Leftovers::Kill {
+                child.kill();
+            }
+            match done.and(child.0.wait().await) {
+                Ok(st) if st.success() => Ok(()),
+                Ok(st) => Err(format!("{prog} exited with {st}")),
+                Err(e) => Err(format!("{prog}: {e}")),
+            }
+        }
         Err(_) => {
             child.kill();
             // SIGKILL cannot be caught; the wait is short, but bounded

@@ -108,6 +108,47 @@ fn exec_check_timeout_kills_the_grandchildren_too() {
     );
 }
 
+/// A check runs every interval: a command that backgrounds a process and
+/// exits would start one more process each time.
+#[test]
+fn exec_check_leftovers_are_killed_when_it_exits() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let mut lab = Lab::new(1, env!("CARGO_BIN_EXE_nginx-ha").as_ref());
+    lab.start_nginx(0);
+    let pids = lab.dir.path().join("sleeps");
+    let mut d = decl(&lab, 0);
+    d["checks"]["extra"] = json!({ "bg": {
+        "type": "exec",
+        "command": ["/bin/sh", "-c", format!("sleep 300 & echo $! >> {}; exit 0", pids.display())],
+        "interval": "100ms", "timeout": "100ms", "weight": -1
+    }});
+    lab.start_daemon(0, &d);
+    let seen = wait_for(Duration::from_secs(5), || {
+        (pids_in(&pids).len() >= 3).then_some(())
+    });
+    // All but the newest run have long exited; the newest may be between
+    // its exit and the kill.
+    let ran = pids_in(&pids);
+    let gone = wait_for(Duration::from_secs(2), || {
+        ran.iter().all(|&p| !running(p)).then_some(())
+    });
+    let alive: Vec<u32> = ran.iter().copied().filter(|&p| running(p)).collect();
+    lab.signal_daemon(0, libc::SIGTERM);
+    let _ = lab.reap_daemon(0);
+    kill_leftovers(&pids_in(&pids));
+    assert!(
+        seen.is_some(),
+        "the check never ran three times:\n{}",
+        lab.daemon_log(0)
+    );
+    assert!(
+        gone.is_some(),
+        "sleeps outlived their checks: {alive:?} of {ran:?}"
+    );
+}
+
 /// Which capability and environment lines a hook and an exec check saw.
 fn probe_command(out: &Path) -> Vec<String> {
     vec![

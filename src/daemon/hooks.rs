@@ -10,7 +10,7 @@
 //! queued. On SIGTERM the daemon waits (bounded) for the queue to empty, so
 //! the `stop` hooks run before it exits.
 
-use crate::health::probe;
+use crate::child::{self, Leftovers};
 use log::{info, warn};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -60,7 +60,7 @@ async fn run_job(job: &Job) {
         argv.push(job.instance.clone());
         argv.push(job.state.to_string());
         argv.push(job.priority.to_string());
-        match probe::exec(&argv, job.timeout).await {
+        match child::run(&argv, &[], job.timeout, Leftovers::Keep).await {
             Ok(()) => info!(
                 "notify hook {:?} ran for {} {}",
                 cmd, job.instance, job.state

@@ -61,8 +61,8 @@ pub async fn tcp_connect(addr: std::net::SocketAddr, limit: Duration) -> Result<
     }
 }
 
-/// Runs a command; healthy on exit status 0. Overrunning the timeout
-/// kills it with everything it started (see `child`).
+/// Runs a check command; healthy on exit status 0. When it exits or
+/// overruns the timeout, everything it started is killed (see `child`).
 pub async fn exec(argv: &[String], limit: Duration) -> Result<(), String> {
-    crate::child::run(argv, &[], limit).await
+    crate::child::run(argv, &[], limit, crate::child::Leftovers::Kill).await
 }
