@@ -238,3 +238,52 @@ fn fifo_or_dev_zero_as_the_password_file_fails_start_at_once() {
         );
     }
 }
+
+/// Reloads read in a task of their own; a SIGHUP that arrives while one is
+/// reading must still be honoured, or the last change is lost. The files
+/// are padded near the 1 MiB limit so each read takes a while (tens of ms
+/// in a debug build) and the second signal lands during the first read.
+#[test]
+fn sighup_during_a_reload_read_is_not_lost() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let lab = two_nodes();
+    let cfg = lab.nodes[0].dir.join("nginx-ha.json");
+    let write = |prio: u64| {
+        let mut d = lab.declaration(0, 150, json!({ "web": lab::instance(VIP, json!({})) }));
+        d["node"]["priority"] = json!(prio);
+        let mut bytes = serde_json::to_vec(&d).unwrap();
+        bytes.pop();
+        bytes.extend(std::iter::repeat_n(b' ', 1_000_000));
+        bytes.push(b'}');
+        let tmp = cfg.with_extension("tmp");
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, &cfg).unwrap();
+    };
+    for round in 0..3u64 {
+        let (first, second) = (160 + 2 * round, 161 + 2 * round);
+        write(first);
+        lab.signal_daemon(0, libc::SIGHUP);
+        std::thread::sleep(Duration::from_millis(10));
+        write(second);
+        lab.signal_daemon(0, libc::SIGHUP);
+        let got = wait_for(Duration::from_secs(3), || {
+            let (st, _) = timed_status(&lab, 0);
+            let p = st?["instances"][0]["priority"].as_u64()?;
+            (p == second).then_some(p)
+        });
+        assert!(
+            got.is_some(),
+            "round {round}: the second file (priority {second}) was not applied: {:?}",
+            timed_status(&lab, 0)
+                .0
+                .map(|s| s["instances"][0]["priority"].clone())
+        );
+    }
+    // A changed priority restarts the instance; it takes the VIP back.
+    let back = wait_for(Duration::from_secs(3), || {
+        (lab.holders(vip()) == vec![0]).then_some(())
+    });
+    assert!(back.is_some(), "holders: {:?}", lab.holders(vip()));
+}

@@ -103,7 +103,10 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
     let mut watchdog = systemd::watchdog_interval().map(tokio::time::interval);
     // A reload's files are read in a task of their own; the loop keeps
     // sending adverts meanwhile and applies the result when it arrives.
+    // SIGHUPs during a read are coalesced into one more read after it, so
+    // the last signal always sees the file as it was when it was sent.
     let mut reading: Option<tokio::task::JoinHandle<Result<setup::Loaded, Vec<String>>>> = None;
+    let mut read_again = false;
 
     d.start_all().await;
     systemd::ready(&d.status_line());
@@ -122,7 +125,7 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
             }
             _ = sighup.recv() => {
                 if reading.is_some() {
-                    info!("SIGHUP: a reload is already reading {}", opts.config.display());
+                    read_again = true;
                 } else {
                     reading = Some(tokio::spawn(setup::read_for_reload(opts.config.clone())));
                 }
@@ -131,6 +134,9 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
                 reading = None;
                 let loaded = r.unwrap_or_else(|e| Err(vec![format!("reading the declaration: {e}")]));
                 d.reload(loaded).await;
+                if std::mem::take(&mut read_again) {
+                    reading = Some(tokio::spawn(setup::read_for_reload(opts.config.clone())));
+                }
             }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
