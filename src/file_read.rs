@@ -47,7 +47,7 @@ pub enum Symlinks {
 
 /// What to do with a file larger than the limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Excess {
+pub enum Excess {
     Refuse,
     Cut,
 }
@@ -66,7 +66,7 @@ fn kind(ft: std::fs::FileType) -> &'static str {
     } else if ft.is_symlink() {
         "a symlink"
     } else {
-        "not a regular file"
+        "a special file"
     }
 }
 
@@ -194,7 +194,7 @@ impl OneAtATime {
         path: &Path,
         limit: usize,
         symlinks: Symlinks,
-        excess_cut: bool,
+        excess: Excess,
         deadline: Duration,
     ) -> Result<Vec<u8>, ReadError> {
         if self.busy.swap(true, Ordering::AcqRel) {
@@ -204,11 +204,6 @@ impl OneAtATime {
         }
         let busy = Arc::clone(&self.busy);
         let p = path.to_path_buf();
-        let excess = if excess_cut {
-            Excess::Cut
-        } else {
-            Excess::Refuse
-        };
         off_loop(path, deadline, move || {
             let r = read(&p, limit, symlinks, excess);
             busy.store(false, Ordering::Release);

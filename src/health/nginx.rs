@@ -12,7 +12,7 @@ use super::tracker::Tracker;
 use super::url::HttpUrl;
 use super::{Event, Verdict};
 use crate::config::NginxCheck;
-use crate::file_read::{OneAtATime, Symlinks};
+use crate::file_read::{Excess, OneAtATime, Symlinks};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
@@ -34,7 +34,13 @@ const CMDLINE_PREFIX: usize = 4096;
 /// block the reader, /dev/zero would never end).
 async fn read_pid(reader: &OneAtATime, path: &Path, deadline: Duration) -> Result<i32, String> {
     let raw = reader
-        .read(path, MAX_PIDFILE, Symlinks::Refuse, false, deadline)
+        .read(
+            path,
+            MAX_PIDFILE,
+            Symlinks::Refuse,
+            Excess::Refuse,
+            deadline,
+        )
         .await
         .map_err(|e| e.to_string())?;
     let s = String::from_utf8_lossy(&raw);
@@ -55,7 +61,13 @@ async fn read_pid(reader: &OneAtATime, path: &Path, deadline: Duration) -> Resul
 async fn looks_like_nginx(reader: &OneAtATime, pid: i32, deadline: Duration) -> bool {
     let path = std::path::PathBuf::from(format!("/proc/{pid}/cmdline"));
     match reader
-        .read(&path, CMDLINE_PREFIX, Symlinks::Refuse, true, deadline)
+        .read(
+            &path,
+            CMDLINE_PREFIX,
+            Symlinks::Refuse,
+            Excess::Cut,
+            deadline,
+        )
         .await
     {
         Ok(c) => c.windows(5).any(|w| w == b"nginx"),
