@@ -198,27 +198,26 @@ async fn read_request(r: tokio::net::unix::OwnedReadHalf) -> Result<Command, Str
 }
 
 async fn serve(stream: UnixStream, allowed: Allowed, tx: mpsc::Sender<Request>) {
-    let answer = match allowed.check(&stream).await {
-        Err(why) => {
+    let allowed = allowed.check(&stream).await;
+    let (r, w) = stream.into_split();
+    // The request is read even from a refused peer: closing a unix socket
+    // with unread data makes the peer's read fail with ECONNRESET, and the
+    // refusal would never be seen.
+    let request = read_request(r).await;
+    let answer = match (allowed, request) {
+        (Err(why), _) => {
             warn!("control socket: {why}");
             error_answer(&why)
         }
-        Ok(()) => {
-            let (r, w) = stream.into_split();
-            let answer = match read_request(r).await {
-                Err(e) => e,
-                Ok(cmd) => {
-                    let (reply, rx) = oneshot::channel();
-                    if tx.send(Request { cmd, reply }).await.is_err() {
-                        return;
-                    }
-                    rx.await.unwrap_or_default()
-                }
-            };
-            return write_answer(w, answer).await;
+        (Ok(()), Err(e)) => e,
+        (Ok(()), Ok(cmd)) => {
+            let (reply, rx) = oneshot::channel();
+            if tx.send(Request { cmd, reply }).await.is_err() {
+                return;
+            }
+            rx.await.unwrap_or_default()
         }
     };
-    let (_, w) = stream.into_split();
     write_answer(w, answer).await;
 }
 
@@ -295,6 +294,11 @@ pub fn listen(
                 }
             };
             let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                // Whatever the client already sent is taken (without
+                // waiting), so the close does not reset the connection
+                // before the answer is read (see `serve`).
+                let mut sink = [0u8; MAX_REQUEST];
+                let _ = stream.try_read(&mut sink);
                 let (_, w) = stream.into_split();
                 // A short write to a fresh socket does not block; bounded
                 // anyway, and inline so refusals cannot pile up tasks.
@@ -337,9 +341,15 @@ pub fn request(dir: &Path, cmd: Command) -> Result<String, ClientError> {
         source,
     })?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(cmd.line().as_bytes())?;
+    let sent = s.write_all(cmd.line().as_bytes());
     let mut line = String::new();
-    BufReader::new(s).read_line(&mut line)?;
+    // A daemon that refuses at once ("busy") may close before the request
+    // is written; its answer is still there to read.
+    let read = BufReader::new(s).read_line(&mut line);
+    if line.is_empty() {
+        sent?;
+        read?;
+    }
     if let Ok(serde_json::Value::Object(o)) = serde_json::from_str(&line)
         && let Some(serde_json::Value::String(e)) = o.get("error")
     {
