@@ -4,8 +4,10 @@
 //! with no I/O and no clock. Everything that touches the system lives
 //! outside it.
 
+pub mod child;
 pub mod config;
 pub mod daemon;
+pub mod file_read;
 pub mod health;
 pub mod logging;
 pub mod net;

@@ -132,6 +132,18 @@ pub fn restrict(user: Option<(u32, u32)>) -> Result<(), PrivError> {
             caps::set(None, CapSet::Permitted, &needed())
                 .map_err(caps_err("trimming the permitted set"))?;
         }
+        // systemd puts AmbientCapabilities into the inheritable set too; a
+        // child exec'ing a binary with inheritable file capabilities would
+        // get them back. Children clear it again before exec (child.rs).
+        let inheritable =
+            caps::read(None, CapSet::Inheritable).map_err(caps_err("reading capabilities"))?;
+        if !inheritable.is_empty()
+            && let Err(e) = caps::set(None, CapSet::Inheritable, &CapsHashSet::new())
+        {
+            log::warn!(
+                "cannot clear the inheritable capability set ({e}; a seccomp filter?): a health command or hook that runs a binary with inheritable file capabilities could get CAP_NET_RAW/CAP_NET_ADMIN"
+            );
+        }
     }
     caps::clear(None, CapSet::Ambient).map_err(caps_err("clearing the ambient set"))?;
     // SAFETY: prctl with integer arguments only.

@@ -188,3 +188,61 @@ fn generated_giants_are_refused() {
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// Issue 13 point 4: a FIFO blocked `check-config` until a writer came,
+/// and /dev/zero was read whole (hundreds of MB) before the size check.
+/// Both are refused at once, naming the path and what it is.
+#[test]
+fn special_files_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let fifo = dir.path().join("fifo.json");
+    let c =
+        std::ffi::CString::new(fifo.to_str().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+    // SAFETY: a valid NUL-terminated path and a mode.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    for (file, what) in [
+        (fifo.clone(), "a FIFO (named pipe)"),
+        (PathBuf::from("/dev/zero"), "a character device"),
+        (dir.path().to_path_buf(), "a directory"),
+    ] {
+        let start = std::time::Instant::now();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nginx-ha"))
+            .arg("check-config")
+            .arg("--config")
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run nginx-ha: {e}"));
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap_or_else(|e| panic!("{e}")) {
+                break Some(s);
+            }
+            if start.elapsed() > std::time::Duration::from_secs(5) {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        let took = start.elapsed();
+        let status =
+            status.unwrap_or_else(|| panic!("{}: still running after 5 s", file.display()));
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut err);
+        }
+        assert_eq!(status.code(), Some(1), "{}: {err}", file.display());
+        let want = format!(
+            "cannot read {}: it is {what}, not a regular file",
+            file.display()
+        );
+        assert!(err.contains(&want), "stderr lacks {want:?}: {err}");
+        assert!(
+            took < std::time::Duration::from_secs(1),
+            "{}: {took:?}",
+            file.display()
+        );
+    }
+}

@@ -373,3 +373,74 @@ fn check_config_cli_refuses_with_one_line_per_problem() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
 }
+
+/// Issue 13 point 6: what the new rules must still accept. An IPv4 /31 or
+/// /32 has no network or broadcast address (RFC 3021), an IPv6 prefix has
+/// no broadcast, and a peer list that names this node beside others is
+/// the documented "one list for every node" form.
+#[test]
+fn unusable_address_rules_keep_the_edges_usable() {
+    for vips in [
+        json!(["192.0.2.0/31", "192.0.2.1/31"]),
+        json!(["192.0.2.7/32"]),
+        json!(["192.0.2.1/24", "192.0.2.254/24"]),
+        json!(["2001:db8::/64"]),
+    ] {
+        let l = problems(|v| {
+            v["instances"]["web"]["virtualIps"] = vips.clone();
+            if vips[0].as_str().is_some_and(|s| s.contains(':')) {
+                v["instances"]["web"]["version"] = json!(3);
+            }
+        });
+        assert!(l.is_empty(), "{vips} refused: {l:#?}");
+    }
+    let l = problems(|v| {
+        v["instances"]["web"]["unicastSource"] = json!("192.0.2.1");
+        v["instances"]["web"]["unicastPeers"] = json!(["192.0.2.1", "192.0.2.2"]);
+    });
+    assert!(l.is_empty(), "{l:#?}");
+    let l = problems(|v| {
+        v["instances"]["web"]["virtualIps"] = json!(
+            (1..=255)
+                .map(|i| format!("198.51.100.{i}/32"))
+                .collect::<Vec<_>>()
+        );
+    });
+    assert!(l.is_empty(), "255 VIPs fit one advert: {l:#?}");
+}
+
+/// Issue 13 point 6: the later of two equal map keys silently won, so a
+/// rendered config pointed at the other backend. Every object counts.
+#[test]
+fn duplicate_keys_are_refused_anywhere() {
+    let lines = |j: &str| match nginx_ha::config::parse(j.as_bytes()) {
+        Ok(_) => panic!("{j} accepted"),
+        Err(e) => e.lines(),
+    };
+    let j = base().to_string().replacen(
+        "\"instances\":{",
+        "\"instances\":{\"web\":{\"interface\":\"eth1\",\"virtualRouterId\":9,\"virtualIps\":[\"198.51.100.9/24\"]},",
+        1,
+    );
+    assert_refused(&lines(&j), "instances.web", "duplicate key \"web\"");
+    let j = base()
+        .to_string()
+        .replacen("\"priority\":150", "\"priority\":150,\"priority\":100", 1);
+    // A struct field twice was already refused by serde; still named.
+    assert!(
+        lines(&j).iter().any(|l| l.contains("priority")),
+        "{:#?}",
+        lines(&j)
+    );
+}
+
+#[test]
+fn a_byte_order_mark_is_named() {
+    let mut b = vec![0xEF, 0xBB, 0xBF];
+    b.extend_from_slice(base().to_string().as_bytes());
+    let l = match nginx_ha::config::parse(&b) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.lines(),
+    };
+    assert_refused(&l, ".", "UTF-8 byte order mark");
+}

@@ -1,6 +1,7 @@
 //! The declaration: parsing, validation, and the errors that name the JSON
 //! path of every problem.
 
+mod duplicate_keys;
 pub mod duration;
 pub mod limits;
 pub mod nginx;
@@ -12,8 +13,10 @@ pub use duration::HumanDuration;
 pub use types::*;
 pub use validate::{Problems, validate};
 
+use crate::file_read::{ReadError, Symlinks, read_regular};
 use std::fmt;
 use std::path::Path;
+use std::time::Duration;
 
 /// Declarations are small; anything bigger is a mistake or an attack, and
 /// refusing it early keeps a 10 MB string out of every later step.
@@ -36,17 +39,25 @@ impl fmt::Display for Problem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("{0}")]
+    Read(ReadError),
     #[error(
-        "{path}: the file is {size} bytes; a declaration may be at most {MAX_DECLARATION_BYTES}"
+        "{path}: a declaration may be at most {MAX_DECLARATION_BYTES} bytes; this one is larger"
     )]
-    TooLarge { path: String, size: usize },
+    TooLarge { path: String },
     #[error("{}", .problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
     Invalid { problems: Vec<Problem> },
+}
+
+impl From<ReadError> for LoadError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::TooLarge { path, .. } => LoadError::TooLarge {
+                path: path.display().to_string(),
+            },
+            other => LoadError::Read(other),
+        }
+    }
 }
 
 impl LoadError {
@@ -73,20 +84,22 @@ impl LoadError {
 }
 
 /// Reads, parses and validates a declaration file. Nothing is returned
-/// unless the whole declaration is valid.
+/// unless the whole declaration is valid. Blocking (see `load_within`).
+/// The file may be a symlink: NixOS links /etc files into the store.
 pub fn load(path: &Path) -> Result<Declaration, LoadError> {
-    let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-        path: shown.clone(),
-        source,
-    })?;
-    if bytes.len() > MAX_DECLARATION_BYTES {
-        return Err(LoadError::TooLarge {
-            path: shown,
-            size: bytes.len(),
-        });
-    }
+    let bytes = read_regular(path, MAX_DECLARATION_BYTES, Symlinks::Follow)?;
     parse(&bytes)
+}
+
+/// `load` on the blocking pool, bounded by `deadline`: what the daemon
+/// uses, so neither a stalled filesystem nor parsing a megabyte of JSON
+/// holds up adverts.
+pub async fn load_within(path: &Path, deadline: Duration) -> Result<Declaration, LoadError> {
+    let p = path.to_path_buf();
+    match crate::file_read::off_loop(path, deadline, move || Ok(load(&p))).await {
+        Ok(r) => r,
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Parses and validates a declaration from bytes.
@@ -94,7 +107,11 @@ pub fn parse(bytes: &[u8]) -> Result<Declaration, LoadError> {
     if bytes.len() > MAX_DECLARATION_BYTES {
         return Err(LoadError::TooLarge {
             path: "<input>".into(),
-            size: bytes.len(),
+        });
+    }
+    if let Some(problem) = byte_order_mark(bytes) {
+        return Err(LoadError::Invalid {
+            problems: vec![problem],
         });
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -121,6 +138,10 @@ pub fn parse(bytes: &[u8]) -> Result<Declaration, LoadError> {
             }],
         });
     }
+    let dups = duplicate_keys::find(bytes);
+    if !dups.is_empty() {
+        return Err(LoadError::Invalid { problems: dups });
+    }
     let shape = positional_structs(bytes, &decl);
     if !shape.is_empty() {
         return Err(LoadError::Invalid { problems: shape });
@@ -131,6 +152,23 @@ pub fn parse(bytes: &[u8]) -> Result<Declaration, LoadError> {
     } else {
         Err(LoadError::Invalid { problems })
     }
+}
+
+/// Editors on some systems save with a byte order mark, which JSON does
+/// not allow (RFC 8259 §8.1); "expected value at column 1" would send the
+/// reader looking for a typo they cannot see.
+fn byte_order_mark(bytes: &[u8]) -> Option<Problem> {
+    let what = if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        "starts with a UTF-8 byte order mark (BOM, bytes EF BB BF); save it as UTF-8 without a BOM"
+    } else if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+        "starts with a UTF-16 byte order mark (BOM): the file is UTF-16; save it as UTF-8 without a BOM"
+    } else {
+        return None;
+    };
+    Some(Problem {
+        path: ".".into(),
+        message: format!("not valid JSON: the file {what}"),
+    })
 }
 
 /// The dotted form of a serde path (`instances.web.virtualIps.0`), the form

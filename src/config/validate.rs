@@ -93,6 +93,7 @@ pub fn validate(d: &Declaration) -> Vec<Problem> {
         validate_instance(&mut p, d, name, inst, &check_names);
     }
     check_duplicate_vrids(&mut p, d);
+    check_shared_vips(&mut p, d);
     validate_checks(&mut p, d);
     validate_notify(&mut p, d);
     if let Some(nginx) = &d.nginx {
@@ -198,12 +199,30 @@ fn validate_instance(
         }
         if vip.addr.is_unspecified() || vip.addr.is_multicast() || vip.addr.is_loopback() {
             p.push(&vp, format!("{vip} cannot be a virtual IP"));
+        } else if let Some(why) = unusable_vip(vip) {
+            p.push(&vp, format!("{vip} {why}"));
         }
         if inst.virtual_ips[..i].iter().any(|o| o.addr == vip.addr) {
             p.push(&vp, format!("{} is listed twice", vip.addr));
         }
     }
     let v4 = fam.unwrap_or(true);
+    let max_vips = if v4 { MAX_VIPS_V4 } else { MAX_VIPS_V6 };
+    if inst.virtual_ips.len() > max_vips {
+        p.push(
+            format!("{at}.virtualIps"),
+            format!(
+                "{} addresses are more than one advert carries: at most {max_vips} for {} ({}); use a second instance",
+                inst.virtual_ips.len(),
+                if v4 { "IPv4" } else { "IPv6" },
+                if v4 {
+                    "the count field is one byte"
+                } else {
+                    "so the advert fits the IPv6 minimum MTU of 1280 bytes unfragmented"
+                }
+            ),
+        );
+    }
     if inst.version == 2 && !v4 {
         p.push(
             format!("{at}.version"),
@@ -259,6 +278,23 @@ fn validate_instance(
                 format!("{at}.unicastSource"),
                 "is set but unicastPeers is empty; list the peers (or drop unicastSource for multicast)",
             );
+        } else if inst.unicast_peers.iter().all(|peer| peer == src) {
+            // The node's own address is skipped, so nothing would be sent
+            // and every node would become master.
+            p.push(
+                format!("{at}.unicastPeers"),
+                format!(
+                    "lists only {src}, this node's own unicastSource, which is skipped: no peer would hear this node's adverts; list the other nodes"
+                ),
+            );
+        }
+        if inst.virtual_ips.iter().any(|v| v.addr == *src) {
+            p.push(
+                format!("{at}.unicastSource"),
+                format!(
+                    "{src} is a virtual IP, which only the master holds; use this node's own address"
+                ),
+            );
         }
     }
     for (i, peer) in inst.unicast_peers.iter().enumerate() {
@@ -296,6 +332,7 @@ fn validate_instance(
             );
         }
         check_abs_path(p, &format!("{at}.authPasswordFile"), pw);
+        check_not_in_store(p, &format!("{at}.authPasswordFile"), pw);
     }
     if inst.v3_checksum != super::V3Checksum::Rfc && (inst.version != 3 || !v4) {
         p.push(
@@ -333,6 +370,76 @@ fn validate_instance(
                     format!("{at}.trackChecks.{i}"),
                     "tracks the nginx check, but checks.nginx.enable is false",
                 );
+            }
+        }
+    }
+}
+
+/// VRRP's count field is one byte (RFC 5798 §5.2.5, RFC 3768 §5.3.5).
+const MAX_VIPS_V4: usize = 255;
+/// 40 bytes of IPv6 header and 8 of VRRP header leave room for 77
+/// addresses in the 1280 bytes every IPv6 link carries (RFC 8200 §5).
+const MAX_VIPS_V6: usize = 77;
+
+/// Addresses that parse but cannot work as a VIP: the whole address
+/// space, IPv4 carried in IPv6, and an IPv4 subnet's network or
+/// broadcast address (only meaningful for prefixes shorter than /31,
+/// RFC 3021).
+fn unusable_vip(vip: &super::IpPrefix) -> Option<&'static str> {
+    if vip.len == 0 {
+        return Some("has prefix length 0, which is the whole address space");
+    }
+    match vip.addr {
+        IpAddr::V4(a) if vip.len < 31 => {
+            let bits = u32::from(a);
+            let host = u32::MAX >> vip.len;
+            if bits & host == 0 {
+                Some("is the network address of its subnet, not a host address")
+            } else if bits & host == host {
+                Some("is the broadcast address of its subnet, not a host address")
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(a) if a.to_ipv4_mapped().is_some() => Some(
+            "is an IPv4-mapped IPv6 address (::ffff:0:0/96), which is never on the wire; write the IPv4 address",
+        ),
+        _ => None,
+    }
+}
+
+/// Secrets in the Nix store are world-readable on every machine that has
+/// the store path; the NixOS module refuses them, and so does this.
+pub fn check_not_in_store(p: &mut Problems, path: &str, value: &Path) {
+    if value.starts_with("/nix/store") {
+        p.push(
+            path,
+            format!(
+                "\"{}\" is in the Nix store, which is world-readable; give a path deployed at run time (agenix, sops-nix, a deployed file)",
+                value.display()
+            ),
+        );
+    }
+}
+
+/// Two instances that carry one VIP fight over it: each master adds it,
+/// and the one that steps down removes it from under the other.
+fn check_shared_vips(p: &mut Problems, d: &Declaration) {
+    let mut owner: BTreeMap<IpAddr, &str> = BTreeMap::new();
+    for (name, inst) in &d.instances {
+        for (i, vip) in inst.virtual_ips.iter().enumerate() {
+            match owner.get(&vip.addr) {
+                Some(other) if other != name => p.push(
+                    format!("instances.{name}.virtualIps.{i}"),
+                    format!(
+                        "{} is also a virtual IP of instance \"{other}\"; a VIP belongs to one instance",
+                        vip.addr
+                    ),
+                ),
+                Some(_) => {}
+                None => {
+                    owner.insert(vip.addr, name);
+                }
             }
         }
     }
@@ -396,8 +503,19 @@ fn validate_checks(p: &mut Problems, d: &Declaration) {
     let n = &d.checks.nginx;
     if n.enable {
         check_abs_path(p, "checks.nginx.pidFile", &n.pid_file);
-        if let Err(e) = crate::health::url::HttpUrl::parse(&n.status_url) {
-            p.push("checks.nginx.statusUrl", e);
+        match crate::health::url::HttpUrl::parse(&n.status_url) {
+            Err(e) => p.push("checks.nginx.statusUrl", e),
+            // stub_status shows connection counts; it is served on loopback
+            // only, and a check of another machine's nginx would keep this
+            // node's VIP up while its own nginx is dead.
+            Ok(url) if !url.addr.ip().is_loopback() => p.push(
+                "checks.nginx.statusUrl",
+                format!(
+                    "\"{}\" is not a loopback address; the nginx check probes this node's own nginx (e.g. http://127.0.0.1:8081/nginx_status)",
+                    truncate(&n.status_url)
+                ),
+            ),
+            Ok(_) => {}
         }
         check_timing(
             p,

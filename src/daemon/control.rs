@@ -4,16 +4,18 @@
 
 use super::{DaemonError, io_err};
 use crate::health::stub_status::StubStatus;
+use log::warn;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-use tokio::net::UnixListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 pub const SOCKET: &str = "control.sock";
 const MAX_REQUEST: usize = 256;
@@ -105,6 +107,159 @@ pub struct Status {
     pub dropped: BTreeMap<String, u64>,
 }
 
+/// Connections served at once. Each costs a file descriptor and a task;
+/// more are answered "busy" at once instead of queueing without bound.
+const MAX_CONNECTIONS: usize = 16;
+/// A client has this long to send its line, and to take the answer.
+const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
+/// After an accept error (EMFILE, ENFILE, ENOBUFS), wait this long before
+/// the next try: the condition usually clears when other descriptors close.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// At most one log line per this long for accept errors.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Who may talk to the daemon. The socket is 0660, so the kernel already
+/// lets only its owner and group connect; this holds even where the mode
+/// was widened (a umask, a chmod) or a connected descriptor was passed on.
+#[derive(Clone, Copy, Debug)]
+struct Allowed {
+    uid: u32,
+    gid: u32,
+}
+
+impl Allowed {
+    /// Root, the daemon's own user, or a member of the socket's group
+    /// (primary or, read from /proc, supplementary).
+    async fn check(&self, stream: &UnixStream) -> Result<(), String> {
+        let cred = stream
+            .peer_cred()
+            .map_err(|e| format!("cannot read the peer's credentials: {e}"))?;
+        let (uid, gid) = (cred.uid(), cred.gid());
+        if uid == 0 || uid == self.uid || gid == self.gid {
+            return Ok(());
+        }
+        if let Some(pid) = cred.pid()
+            && self.in_group(pid).await
+        {
+            return Ok(());
+        }
+        Err(format!(
+            "uid {uid} is not allowed: only root, uid {} or members of group {} may use this socket",
+            self.uid, self.gid
+        ))
+    }
+
+    async fn in_group(&self, pid: i32) -> bool {
+        let path = std::path::PathBuf::from(format!("/proc/{pid}/status"));
+        let Ok(raw) = crate::file_read::read_regular_within(
+            &path,
+            64 * 1024,
+            crate::file_read::Symlinks::Refuse,
+            Duration::from_millis(200),
+        )
+        .await
+        else {
+            return false;
+        };
+        String::from_utf8_lossy(&raw)
+            .lines()
+            .find_map(|l| l.strip_prefix("Groups:"))
+            .is_some_and(|g| {
+                g.split_whitespace()
+                    .any(|x| x.parse::<u32>() == Ok(self.gid))
+            })
+    }
+}
+
+fn error_answer(msg: &str) -> String {
+    serde_json::json!({ "error": msg }).to_string()
+}
+
+/// Reads one request line: bounded in size and time, UTF-8 only. Err is
+/// the answer to send back.
+async fn read_request(r: tokio::net::unix::OwnedReadHalf) -> Result<Command, String> {
+    let mut buf = Vec::new();
+    let mut r = tokio::io::BufReader::new(tokio::io::AsyncReadExt::take(r, MAX_REQUEST as u64));
+    match tokio::time::timeout(CLIENT_DEADLINE, r.read_until(b'\n', &mut buf)).await {
+        Err(_) => return Err(error_answer("no request line within 2s")),
+        Ok(Err(e)) => return Err(error_answer(&format!("reading the request: {e}"))),
+        Ok(Ok(_)) => {}
+    }
+    if !buf.ends_with(b"\n") && buf.len() >= MAX_REQUEST {
+        return Err(error_answer(&format!(
+            "the request is longer than {MAX_REQUEST} bytes"
+        )));
+    }
+    let line =
+        std::str::from_utf8(&buf).map_err(|_| error_answer("the request is not UTF-8 text"))?;
+    Command::parse(line).ok_or_else(|| {
+        error_answer("unknown command (known: status, maintenance on, maintenance off)")
+    })
+}
+
+async fn serve(stream: UnixStream, allowed: Allowed, tx: mpsc::Sender<Request>) {
+    let allowed = allowed.check(&stream).await;
+    let (r, w) = stream.into_split();
+    // The request is read even from a refused peer: closing a unix socket
+    // with unread data makes the peer's read fail with ECONNRESET, and the
+    // refusal would never be seen.
+    let request = read_request(r).await;
+    let answer = match (allowed, request) {
+        (Err(why), _) => {
+            warn!("control socket: {why}");
+            error_answer(&why)
+        }
+        (Ok(()), Err(e)) => e,
+        (Ok(()), Ok(cmd)) => {
+            let (reply, rx) = oneshot::channel();
+            if tx.send(Request { cmd, reply }).await.is_err() {
+                return;
+            }
+            rx.await.unwrap_or_default()
+        }
+    };
+    write_answer(w, answer).await;
+}
+
+async fn write_answer(mut w: tokio::net::unix::OwnedWriteHalf, answer: String) {
+    let _ = tokio::time::timeout(CLIENT_DEADLINE, async {
+        w.write_all(answer.as_bytes()).await?;
+        w.write_all(b"\n").await
+    })
+    .await;
+}
+
+/// Accept errors, logged at most once per ACCEPT_LOG_EVERY with a count
+/// of the ones not logged.
+#[derive(Default)]
+struct AcceptErrors {
+    last_log: Option<Instant>,
+    unlogged: u64,
+}
+
+impl AcceptErrors {
+    fn record(&mut self, e: &std::io::Error) {
+        let now = Instant::now();
+        if self
+            .last_log
+            .is_some_and(|t| now.duration_since(t) < ACCEPT_LOG_EVERY)
+        {
+            self.unlogged += 1;
+            return;
+        }
+        if self.unlogged > 0 {
+            warn!(
+                "control socket: accept failed: {e} (and {} more times since the last report); retrying",
+                self.unlogged
+            );
+        } else {
+            warn!("control socket: accept failed: {e}; retrying");
+        }
+        self.last_log = Some(now);
+        self.unlogged = 0;
+    }
+}
+
 /// Binds the socket and serves it; requests go to the event loop.
 pub fn listen(
     dir: &Path,
@@ -117,31 +272,45 @@ pub fn listen(
         UnixListener::bind(&path).map_err(io_err(format!("binding {}", path.display())))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))
         .map_err(io_err(format!("chmod {}", path.display())))?;
+    let meta = std::fs::metadata(&path).map_err(io_err(format!("stat {}", path.display())))?;
+    // SAFETY: geteuid has no preconditions.
+    let allowed = Allowed {
+        uid: unsafe { libc::geteuid() },
+        gid: meta.gid(),
+    };
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     Ok(tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
+        let mut errors = AcceptErrors::default();
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // One failure (EMFILE while many clients are connected)
+                    // must not end the loop: nothing would ever answer
+                    // again.
+                    errors.record(&e);
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                // Whatever the client already sent is taken (without
+                // waiting), so the close does not reset the connection
+                // before the answer is read (see `serve`).
+                let mut sink = [0u8; MAX_REQUEST];
+                let _ = stream.try_read(&mut sink);
+                let (_, w) = stream.into_split();
+                // A short write to a fresh socket does not block; bounded
+                // anyway, and inline so refusals cannot pile up tasks.
+                let busy = error_answer("busy: too many control connections; try again");
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(100), write_answer(w, busy)).await;
+                continue;
+            };
             let tx = tx.clone();
             tokio::spawn(async move {
-                let (r, mut w) = stream.into_split();
-                let mut line = String::new();
-                let mut r =
-                    tokio::io::BufReader::new(tokio::io::AsyncReadExt::take(r, MAX_REQUEST as u64));
-                let read =
-                    tokio::time::timeout(Duration::from_secs(2), r.read_line(&mut line)).await;
-                let answer = match read {
-                    Ok(Ok(_)) => match Command::parse(&line) {
-                        Some(cmd) => {
-                            let (reply, rx) = oneshot::channel();
-                            if tx.send(Request { cmd, reply }).await.is_err() {
-                                return;
-                            }
-                            rx.await.unwrap_or_default()
-                        }
-                        None => "{\"error\":\"unknown command\"}".to_string(),
-                    },
-                    _ => return,
-                };
-                let _ = w.write_all(answer.as_bytes()).await;
-                let _ = w.write_all(b"\n").await;
+                serve(stream, allowed, tx).await;
+                drop(slot);
             });
         }
     }))
@@ -160,6 +329,8 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
     #[error("the daemon's answer is not understood: {0}")]
     Answer(String),
+    #[error("the daemon refused: {0}")]
+    Refused(String),
 }
 
 /// Sends one command and returns the daemon's JSON answer.
@@ -170,9 +341,20 @@ pub fn request(dir: &Path, cmd: Command) -> Result<String, ClientError> {
         source,
     })?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(cmd.line().as_bytes())?;
+    let sent = s.write_all(cmd.line().as_bytes());
     let mut line = String::new();
-    BufReader::new(s).read_line(&mut line)?;
+    // A daemon that refuses at once ("busy") may close before the request
+    // is written; its answer is still there to read.
+    let read = BufReader::new(s).read_line(&mut line);
+    if line.is_empty() {
+        sent?;
+        read?;
+    }
+    if let Ok(serde_json::Value::Object(o)) = serde_json::from_str(&line)
+        && let Some(serde_json::Value::String(e)) = o.get("error")
+    {
+        return Err(ClientError::Refused(e.clone()));
+    }
     Ok(line)
 }
 

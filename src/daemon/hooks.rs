@@ -1,11 +1,21 @@
-//! Notify hooks: commands run on transitions, strictly one at a time and in
-//! the order of the transitions, each bounded by the notify timeout. A slow
-//! hook delays the next hook, never the VRRP loop.
+//! Notify hooks: commands run on transitions, one at a time, each bounded
+//! by the notify timeout. A slow hook delays the next hook, never the VRRP
+//! loop.
+//!
+//! The queue holds at most one job per instance: a transition while an
+//! instance's job is still waiting replaces that job. A flapping instance
+//! therefore runs its hooks for the state it is in now, not for every state
+//! it passed through while an earlier hook ran, and the queue is bounded by
+//! the number of instances. Instances are served in the order they first
+//! queued. On SIGTERM the daemon waits (bounded) for the queue to empty, so
+//! the `stop` hooks run before it exits.
 
-use crate::health::probe;
+use crate::child::{self, Leftovers};
 use log::{info, warn};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 pub struct Job {
     pub commands: Vec<Vec<String>>,
@@ -15,40 +25,122 @@ pub struct Job {
     pub timeout: Duration,
 }
 
+#[derive(Default)]
+struct Queue {
+    order: VecDeque<String>,
+    jobs: BTreeMap<String, Job>,
+    /// A job has been taken and has not finished.
+    running: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Wakes the worker when a job is queued.
+    work: Notify,
+    /// Wakes `drain` when the worker has nothing left.
+    idle: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A panic while holding the lock leaves plain data behind.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 #[derive(Clone)]
 pub struct Hooks {
-    tx: mpsc::UnboundedSender<Job>,
+    shared: Arc<Shared>,
+}
+
+async fn run_job(job: &Job) {
+    for cmd in &job.commands {
+        let mut argv = cmd.clone();
+        argv.push(job.instance.clone());
+        argv.push(job.state.to_string());
+        argv.push(job.priority.to_string());
+        match child::run(&argv, &[], job.timeout, Leftovers::Keep).await {
+            Ok(()) => info!(
+                "notify hook {:?} ran for {} {}",
+                cmd, job.instance, job.state
+            ),
+            Err(e) => warn!(
+                "notify hook {:?} for {} {}: {e}",
+                cmd, job.instance, job.state
+            ),
+        }
+    }
 }
 
 impl Hooks {
     pub fn start() -> Hooks {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+        let shared = Arc::new(Shared::default());
+        let s = Arc::clone(&shared);
         tokio::spawn(async move {
-            while let Some(job) = rx.recv().await {
-                for cmd in &job.commands {
-                    let mut argv = cmd.clone();
-                    argv.push(job.instance.clone());
-                    argv.push(job.state.to_string());
-                    argv.push(job.priority.to_string());
-                    match probe::exec(&argv, job.timeout).await {
-                        Ok(()) => info!(
-                            "notify hook {:?} ran for {} {}",
-                            cmd, job.instance, job.state
-                        ),
-                        Err(e) => warn!(
-                            "notify hook {:?} for {} {}: {e}",
-                            cmd, job.instance, job.state
-                        ),
+            loop {
+                let job = {
+                    let mut q = s.lock();
+                    let job = q.order.pop_front().and_then(|n| q.jobs.remove(&n));
+                    q.running = job.is_some();
+                    job
+                };
+                match job {
+                    Some(job) => {
+                        run_job(&job).await;
+                        s.lock().running = false;
+                    }
+                    None => {
+                        s.idle.notify_waiters();
+                        s.work.notified().await;
                     }
                 }
             }
         });
-        Hooks { tx }
+        Hooks { shared }
     }
 
     pub fn queue(&self, job: Job) {
-        if !job.commands.is_empty() {
-            let _ = self.tx.send(job);
+        if job.commands.is_empty() {
+            return;
+        }
+        let mut q = self.shared.lock();
+        let name = job.instance.clone();
+        if let Some(old) = q.jobs.insert(name.clone(), job) {
+            info!(
+                "notify hooks for {name} {} skipped: the instance has moved on",
+                old.state
+            );
+        } else {
+            q.order.push_back(name);
+        }
+        drop(q);
+        // Stores a permit when the worker is busy, so no wake-up is lost.
+        self.shared.work.notify_one();
+    }
+
+    fn busy(&self) -> bool {
+        let q = self.shared.lock();
+        q.running || !q.order.is_empty()
+    }
+
+    /// Waits until every queued hook has run, at most `limit`.
+    pub async fn drain(&self, limit: Duration) {
+        let wait = async {
+            loop {
+                let idle = self.shared.idle.notified();
+                tokio::pin!(idle);
+                // Registered before looking, so a wake-up between the look
+                // and the wait is not lost.
+                idle.as_mut().enable();
+                if !self.busy() {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        if tokio::time::timeout(limit, wait).await.is_err() {
+            warn!("notify hooks still running after {limit:?}; exiting without them");
         }
     }
 }

@@ -79,11 +79,13 @@ fn prepare(opts: &Options) -> Result<(), DaemonError> {
 
 async fn run_async(opts: Options) -> Result<(), DaemonError> {
     // Nothing is touched before the declaration is known to be good.
-    let decl = config::load(&opts.config)?;
+    let decl = config::load_within(&opts.config, setup::READ_DEADLINE).await?;
     prepare(&opts)?;
+    // After dropping privileges, as on every reload.
+    let passwords = setup::read_passwords(&decl).await?;
     let net = Net::new()?;
     let mut net_events = Net::events()?;
-    let plans = setup::plan(&decl, &net).await?;
+    let plans = setup::plan(&decl, &passwords, &net).await?;
 
     let (pkt_tx, mut pkt_rx) = mpsc::channel(1024);
     let (health_tx, mut health_rx) = mpsc::unbounded_channel();
@@ -99,6 +101,12 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(io_err("SIGINT handler"))?;
     let mut sighup = signal(SignalKind::hangup()).map_err(io_err("SIGHUP handler"))?;
     let mut watchdog = systemd::watchdog_interval().map(tokio::time::interval);
+    // A reload's files are read in a task of their own; the loop keeps
+    // sending adverts meanwhile and applies the result when it arrives.
+    // SIGHUPs during a read are coalesced into one more read after it, so
+    // the last signal always sees the file as it was when it was sent.
+    let mut reading: Option<tokio::task::JoinHandle<Result<setup::Loaded, Vec<String>>>> = None;
+    let mut read_again = false;
 
     d.start_all().await;
     systemd::ready(&d.status_line());
@@ -115,7 +123,21 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
             _ = async { watchdog.as_mut().map(|w| w.tick()).expect("guarded").await }, if watchdog.is_some() => {
                 systemd::watchdog();
             }
-            _ = sighup.recv() => d.reload().await,
+            _ = sighup.recv() => {
+                if reading.is_some() {
+                    read_again = true;
+                } else {
+                    reading = Some(tokio::spawn(setup::read_for_reload(opts.config.clone())));
+                }
+            }
+            r = async { reading.as_mut().expect("guarded").await }, if reading.is_some() => {
+                reading = None;
+                let loaded = r.unwrap_or_else(|e| Err(vec![format!("reading the declaration: {e}")]));
+                d.reload(loaded).await;
+                if std::mem::take(&mut read_again) {
+                    reading = Some(tokio::spawn(setup::read_for_reload(opts.config.clone())));
+                }
+            }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
         }

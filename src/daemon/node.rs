@@ -3,9 +3,9 @@
 
 use super::control::{self, CheckStatus, Command, Counters, InstanceStatus, Request, Status};
 use super::hooks::{Hooks, Job};
-use super::setup::{self, Plan};
+use super::setup::{self, Loaded, Plan};
 use super::{DaemonError, Options, io_err, state_file, systemd};
-use crate::config::{self, Declaration};
+use crate::config::Declaration;
 use crate::health::stub_status::StubStatus;
 use crate::health::{self, Effect, Event, Verdict};
 use crate::net::announce::Announcer;
@@ -190,6 +190,8 @@ impl Daemon {
         }
         if primary.is_none() {
             faults.insert(FaultSource::Address, no_address_reason(&plan));
+        } else if let Some(why) = plan.no_peer_reason(primary) {
+            faults.insert(FaultSource::Address, why);
         }
         let peers = plan.peers(primary);
         info!(
@@ -423,7 +425,8 @@ impl Daemon {
                         r.core = core;
                         info!("instance {}: source address {p} found", r.plan.name);
                         self.apply_checks(i);
-                        self.set_fault(i, FaultSource::Address, None).await;
+                        let why = self.insts[i].plan.no_peer_reason(Some(p));
+                        self.set_fault(i, FaultSource::Address, why).await;
                     }
                 }
             }
@@ -792,10 +795,10 @@ impl Daemon {
     /// SIGHUP: re-read the declaration. A bad one is refused whole and the
     /// running one kept. Instances whose VRRP parameters did not change keep
     /// their state and VIPs; changed ones are restarted cleanly.
-    pub async fn reload(&mut self) {
+    pub async fn reload(&mut self, loaded: Result<Loaded, Vec<String>>) {
         systemd::reloading();
         info!("reloading {}", self.opts.config.display());
-        match self.try_reload().await {
+        match self.try_reload(loaded).await {
             Ok(summary) => info!("reload done: {summary}"),
             Err(lines) => {
                 for l in &lines {
@@ -806,9 +809,12 @@ impl Daemon {
         systemd::ready(&self.status_line());
     }
 
-    async fn try_reload(&mut self) -> Result<String, Vec<String>> {
-        let decl = config::load(&self.opts.config).map_err(|e| e.lines())?;
-        let plans = setup::plan(&decl, &self.net)
+    async fn try_reload(
+        &mut self,
+        loaded: Result<Loaded, Vec<String>>,
+    ) -> Result<String, Vec<String>> {
+        let Loaded { decl, passwords } = loaded?;
+        let plans = setup::plan(&decl, &passwords, &self.net)
             .await
             .map_err(|e| vec![e.to_string()])?;
         let unchanged = |r: &Running, p: &Plan| {
@@ -886,6 +892,11 @@ impl Daemon {
             let a = self.insts[i].core.handle(now, Input::Shutdown);
             self.exec(i, a).await;
         }
+        // The stop hooks were queued above; the runtime ends when this
+        // returns. Room for one hook already running plus the stop hooks.
+        self.hooks
+            .drain(self.decl.notify.timeout.as_duration().saturating_mul(2))
+            .await;
     }
 }
 

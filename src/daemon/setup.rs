@@ -2,22 +2,34 @@
 //! look-ups, source addresses, peers, passwords and the core's Config.
 
 use crate::config::{Declaration, FastTakeover, Instance as Decl, IpPrefix, V3Checksum};
+use crate::file_read::{ReadError, Symlinks, read_regular_within};
 use crate::net::netlink::{LinkInfo, Net, NetError};
 use crate::vrrp::instance::{Config, OWNER_PRIORITY};
 use crate::vrrp::packet::{Auth, ChecksumStyle, Version};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
+use std::time::Duration;
+
+/// How long a read of the declaration or a secret may take before it is
+/// given up. Reads run off the event loop, so this bounds how long a
+/// reload can be pending, not a pause in adverts.
+pub const READ_DEADLINE: Duration = Duration::from_secs(5);
+
+/// A PASS password is at most 8 bytes; room for a line ending and some
+/// slack, so a 9-byte password is told "1 to 8 bytes" rather than "too
+/// large".
+const MAX_PASSWORD_FILE: usize = 64;
+
+/// Each instance's VRRPv2 password, by instance name.
+pub type Passwords = BTreeMap<String, Auth>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error("instances.{instance}.interface: {source}")]
     Interface { instance: String, source: NetError },
-    #[error("instances.{instance}.authPasswordFile: cannot read {path}: {source}")]
-    Password {
-        instance: String,
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("instances.{instance}.authPasswordFile: {source}")]
+    Password { instance: String, source: ReadError },
     #[error(
         "instances.{instance}.authPasswordFile: the password must be 1 to 8 bytes (VRRPv2 PASS)"
     )]
@@ -46,12 +58,14 @@ pub fn base_priority(d: &Declaration, i: &Decl) -> u8 {
     }
 }
 
-fn read_password(name: &str, path: &Path) -> Result<Auth, SetupError> {
-    let raw = std::fs::read(path).map_err(|source| SetupError::Password {
-        instance: name.into(),
-        path: path.display().to_string(),
-        source,
-    })?;
+async fn read_password(name: &str, path: &Path) -> Result<Auth, SetupError> {
+    // agenix and sops-nix deploy secrets as symlinks.
+    let raw = read_regular_within(path, MAX_PASSWORD_FILE, Symlinks::Follow, READ_DEADLINE)
+        .await
+        .map_err(|source| SetupError::Password {
+            instance: name.into(),
+            source,
+        })?;
     // A trailing newline is an editor's, not part of the password.
     let pw = raw.strip_suffix(b"\n").unwrap_or(&raw);
     let pw = pw.strip_suffix(b"\r").unwrap_or(pw);
@@ -60,7 +74,22 @@ fn read_password(name: &str, path: &Path) -> Result<Auth, SetupError> {
     })
 }
 
-pub async fn plan(d: &Declaration, net: &Net) -> Result<Vec<Plan>, SetupError> {
+/// Reads every instance's password file, off the event loop.
+pub async fn read_passwords(d: &Declaration) -> Result<Passwords, SetupError> {
+    let mut out = Passwords::new();
+    for (name, i) in &d.instances {
+        if let Some(p) = &i.auth_password_file {
+            out.insert(name.clone(), read_password(name, p).await?);
+        }
+    }
+    Ok(out)
+}
+
+pub async fn plan(
+    d: &Declaration,
+    passwords: &Passwords,
+    net: &Net,
+) -> Result<Vec<Plan>, SetupError> {
     let mut out = Vec::new();
     for (name, i) in &d.instances {
         let link = net
@@ -71,10 +100,7 @@ pub async fn plan(d: &Declaration, net: &Net) -> Result<Vec<Plan>, SetupError> {
                 source,
             })?;
         let v4 = i.virtual_ips.first().is_none_or(|v| v.addr.is_ipv4());
-        let auth = match &i.auth_password_file {
-            Some(p) => read_password(name, p)?,
-            None => Auth::None,
-        };
+        let auth = passwords.get(name).cloned().unwrap_or(Auth::None);
         let checksum = match i.v3_checksum {
             V3Checksum::Rfc => ChecksumStyle::Rfc,
             V3Checksum::AsV2 => ChecksumStyle::AsV2,
@@ -104,6 +130,19 @@ impl Plan {
             .copied()
             .filter(|p| Some(*p) != primary && Some(*p) != self.decl.unicast_source)
             .collect()
+    }
+
+    /// Why a unicast instance cannot work from `primary`: every listed
+    /// peer is this node itself, so nobody would hear its adverts and
+    /// every node would become master. check-config catches this when
+    /// `unicastSource` is given; without it the address is only known here.
+    pub fn no_peer_reason(&self, primary: Option<IpAddr>) -> Option<String> {
+        let p = primary?;
+        (self.unicast() && self.peers(primary).is_empty()).then(|| {
+            format!(
+                "unicastPeers lists only this node's own address {p}: no peer would hear its adverts"
+            )
+        })
     }
 
     pub fn unicast(&self) -> bool {
@@ -161,4 +200,22 @@ impl Plan {
             fast_takeover: self.fast_takeover(primary),
         }
     }
+}
+
+/// A declaration and the secrets it names, read for a reload.
+pub struct Loaded {
+    pub decl: Declaration,
+    pub passwords: Passwords,
+}
+
+/// Everything a reload reads from files, each read bounded in size and
+/// time and done off the event loop. Errors are log lines.
+pub async fn read_for_reload(path: std::path::PathBuf) -> Result<Loaded, Vec<String>> {
+    let decl = crate::config::load_within(&path, READ_DEADLINE)
+        .await
+        .map_err(|e| e.lines())?;
+    let passwords = read_passwords(&decl)
+        .await
+        .map_err(|e| vec![e.to_string()])?;
+    Ok(Loaded { decl, passwords })
 }

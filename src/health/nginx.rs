@@ -12,6 +12,7 @@ use super::tracker::Tracker;
 use super::url::HttpUrl;
 use super::{Event, Verdict};
 use crate::config::NginxCheck;
+use crate::file_read::{Excess, OneAtATime, Symlinks};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
@@ -23,18 +24,52 @@ const PIDFILE_POLL: Duration = Duration::from_millis(50);
 
 pub const NAME: &str = "nginx";
 
-fn read_pid(path: &Path) -> Option<i32> {
-    let s = std::fs::read_to_string(path).ok()?;
-    let pid: i32 = s.trim().parse().ok()?;
-    (pid > 1).then_some(pid)
+/// A pidfile holds a PID and a newline; anything longer is not one.
+const MAX_PIDFILE: usize = 32;
+/// Only the start of /proc/PID/cmdline is looked at.
+const CMDLINE_PREFIX: usize = 4096;
+
+/// Reads the PID from nginx's pidfile: a regular file written by nginx
+/// itself, so a symlink, FIFO or device there is refused (a FIFO would
+/// block the reader, /dev/zero would never end).
+async fn read_pid(reader: &OneAtATime, path: &Path, deadline: Duration) -> Result<i32, String> {
+    let raw = reader
+        .read(
+            path,
+            MAX_PIDFILE,
+            Symlinks::Refuse,
+            Excess::Refuse,
+            deadline,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let s = String::from_utf8_lossy(&raw);
+    match s.trim().parse::<i32>() {
+        Ok(pid) if pid > 1 => Ok(pid),
+        _ => Err(format!(
+            "{}: \"{}\" is not a PID",
+            path.display(),
+            s.trim().escape_debug()
+        )),
+    }
 }
 
 /// A stale pidfile can name a PID that now belongs to something else. When
 /// /proc lets us look, the process must be nginx; when it does not
 /// (ProtectProc=invisible hides other users' processes) the pidfile is
 /// trusted.
-fn looks_like_nginx(pid: i32) -> bool {
-    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+async fn looks_like_nginx(reader: &OneAtATime, pid: i32, deadline: Duration) -> bool {
+    let path = std::path::PathBuf::from(format!("/proc/{pid}/cmdline"));
+    match reader
+        .read(
+            &path,
+            CMDLINE_PREFIX,
+            Symlinks::Refuse,
+            Excess::Cut,
+            deadline,
+        )
+        .await
+    {
         Ok(c) => c.windows(5).any(|w| w == b"nginx"),
         Err(_) => true,
     }
@@ -55,15 +90,15 @@ struct Watch {
     fd: AsyncFd<OwnedFd>,
 }
 
-fn arm(pidfile: &Path) -> Option<Watch> {
-    let pid = read_pid(pidfile)?;
-    if !looks_like_nginx(pid) {
-        return None;
+async fn arm(reader: &OneAtATime, pidfile: &Path, deadline: Duration) -> Result<Watch, String> {
+    let pid = read_pid(reader, pidfile, deadline).await?;
+    if !looks_like_nginx(reader, pid, deadline).await {
+        return Err(format!("{}: process {pid} is not nginx", pidfile.display()));
     }
-    let fd = pidfd_open(pid).ok()?;
+    let fd = pidfd_open(pid).map_err(|e| format!("pidfd_open({pid}): {e}"))?;
     // SAFETY: the OwnedFd stays owned by the AsyncFd until it is dropped.
-    let fd = unsafe { AsyncFd::register(fd).ok()? };
-    Some(Watch { pid, fd })
+    let fd = unsafe { AsyncFd::register(fd).map_err(|e| format!("pidfd {pid}: {e}"))? };
+    Ok(Watch { pid, fd })
 }
 
 pub async fn run(cfg: NginxCheck, tx: mpsc::UnboundedSender<Event>) {
@@ -71,7 +106,16 @@ pub async fn run(cfg: NginxCheck, tx: mpsc::UnboundedSender<Event>) {
         return;
     };
     let mut tracker = Tracker::new(cfg.rise as u32, cfg.fall as u32);
-    let mut watch = arm(&cfg.pid_file);
+    let reader = OneAtATime::default();
+    let deadline = cfg.timeout.as_duration();
+    let mut why_not = String::new();
+    let mut watch = match arm(&reader, &cfg.pid_file, deadline).await {
+        Ok(w) => Some(w),
+        Err(e) => {
+            why_not = e;
+            None
+        }
+    };
     let mut probe = tokio::time::interval(cfg.interval.as_duration());
     probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pidfile_poll = tokio::time::interval(PIDFILE_POLL);
@@ -88,13 +132,20 @@ pub async fn run(cfg: NginxCheck, tx: mpsc::UnboundedSender<Event>) {
                 let pid = watch.as_ref().map_or(0, |w| w.pid);
                 if r.is_ok() {
                     watch = None;
+                    why_not = format!("master process {pid} exited");
                     if tracker.fail_now().is_some() {
                         send(false, format!("nginx master process {pid} exited"));
                     }
                 }
             }
             _ = pidfile_poll.tick(), if watch.is_none() => {
-                watch = arm(&cfg.pid_file);
+                watch = match arm(&reader, &cfg.pid_file, deadline).await {
+                    Ok(w) => Some(w),
+                    Err(e) => {
+                        why_not = e;
+                        None
+                    }
+                };
                 if watch.is_some() {
                     // A new nginx master: probe it now rather than up to an
                     // interval later, so failback starts as soon as it can.
@@ -103,7 +154,7 @@ pub async fn run(cfg: NginxCheck, tx: mpsc::UnboundedSender<Event>) {
             }
             _ = probe.tick() => {
                 let result: Result<StubStatus, String> = if watch.is_none() {
-                    Err(format!("nginx is not running (pidfile {})", cfg.pid_file.display()))
+                    Err(format!("nginx is not running ({why_not})"))
                 } else {
                     match http_get(&url, cfg.timeout.as_duration()).await {
                         Ok((200, body)) => stub_status::parse(&body).map_err(|e| e.to_string()),

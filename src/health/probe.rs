@@ -61,27 +61,8 @@ pub async fn tcp_connect(addr: std::net::SocketAddr, limit: Duration) -> Result<
     }
 }
 
-/// Runs a command; healthy on exit status 0. Killed when it overruns.
-/// It inherits no capabilities: the daemon cleared its ambient and
-/// inheritable sets and locked root's implicit ones away (privileges.rs).
+/// Runs a check command; healthy on exit status 0. When it exits or
+/// overruns the timeout, everything it started is killed (see `child`).
 pub async fn exec(argv: &[String], limit: Duration) -> Result<(), String> {
-    let (prog, args) = argv.split_first().ok_or("empty command")?;
-    let mut cmd = tokio::process::Command::new(prog);
-    cmd.args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| format!("{prog}: {e}"))?;
-    match timeout(limit, child.wait()).await {
-        Ok(Ok(st)) if st.success() => Ok(()),
-        Ok(Ok(st)) => Err(format!("{prog} exited with {st}")),
-        Ok(Err(e)) => Err(format!("{prog}: {e}")),
-        Err(_) => {
-            let _ = child.kill().await;
-            Err(format!(
-                "{prog} overran its {limit:?} timeout and was killed"
-            ))
-        }
-    }
+    crate::child::run(argv, &[], limit, crate::child::Leftovers::Kill).await
 }

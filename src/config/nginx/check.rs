@@ -5,7 +5,7 @@
 use super::token::{self, Spaces, Vars, show};
 use super::{Directive, Location, Method, Nginx, Site, Tls, Upstream};
 use crate::config::limits;
-use crate::config::validate::{Problems, check_abs_path, is_safe_name};
+use crate::config::validate::{Problems, check_abs_path, check_not_in_store, is_safe_name};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::Path;
@@ -276,6 +276,7 @@ fn check_tls(p: &mut Problems, at: &str, tls: &Tls) {
     ] {
         check_file_path(p, &format!("{at}.{field}"), path);
     }
+    check_not_in_store(p, &format!("{at}.keyFile"), &tls.key_file);
 }
 
 /// Absolute and free of nginx syntax; paths are not checked for existence,
