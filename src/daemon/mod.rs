@@ -4,6 +4,7 @@
 
 pub mod control;
 mod hooks;
+mod log_limit;
 mod node;
 pub mod setup;
 mod state_file;
