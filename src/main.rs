@@ -50,6 +50,9 @@ enum Cmd {
         /// CAP_NET_RAW and CAP_NET_ADMIN).
         #[arg(long)]
         user: Option<String>,
+        /// Allow running as root without --user (refused otherwise).
+        #[arg(long)]
+        allow_root: bool,
     },
     /// Show each instance's state, priority, checks and counters.
     Status {
@@ -137,6 +140,7 @@ fn main() -> ExitCode {
             runtime_dir,
             state_dir,
             user,
+            allow_root,
         } => {
             nginx_ha::logging::init(log::LevelFilter::Info);
             let opts = nginx_ha::daemon::Options {
@@ -146,6 +150,7 @@ fn main() -> ExitCode {
                 state_dir: state_dir
                     .unwrap_or_else(|| dir_from_env("STATE_DIRECTORY", "/var/lib/nginx-ha")),
                 user,
+                allow_root,
             };
             match nginx_ha::daemon::run(opts) {
                 Ok(()) => ExitCode::SUCCESS,
