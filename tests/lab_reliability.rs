@@ -214,3 +214,109 @@ fn fast_interval_backup_that_times_out_does_not_keep_the_clients() {
     assert!(failed.is_empty(), "requests failed: {failed:?}");
     assert_eq!(lab.holders(vip4()), vec![0]);
 }
+
+/// One node with nginx and the daemon, master of the VIP.
+fn single() -> Lab {
+    let mut lab = Lab::new(1, bin());
+    lab.start_nginx(0);
+    let d = lab.declaration(0, 150, json!({ "web": lab::instance(VIP4, json!({})) }));
+    lab.start_daemon(0, &d);
+    wait_for(Duration::from_secs(5), || {
+        (lab.state(0, "web") == "STATE=MASTER").then_some(())
+    })
+    .expect("node0 never became master");
+    lab
+}
+
+/// Runs `nginx-ha run` in node `i`'s namespace with node i's files and
+/// `args`; waits (bounded) for it to exit. None if it was still running
+/// (then it is killed).
+fn run_once(lab: &Lab, i: usize, args: &[&str]) -> Option<std::process::Output> {
+    let d = &lab.nodes[i].dir;
+    let mut child = lab
+        .ns_cmd(&lab.nodes[i].ns, &bin().display().to_string())
+        .arg("run")
+        .arg("--config")
+        .arg(d.join("nginx-ha.json"))
+        .arg("--runtime-dir")
+        .arg(lab.runtime_dir(i))
+        .arg("--state-dir")
+        .arg(d.join("state"))
+        .args(args)
+        .env("NGINX_HA_LOG_STDERR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn nginx-ha");
+    let exited = wait_for(Duration::from_secs(5), || child.try_wait().ok().flatten());
+    if exited.is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("wait");
+    exited.map(|_| out)
+}
+
+/// Issue 13.2: a second daemon on the same runtime directory must stop
+/// before it touches anything: not remove the first one's VIP as
+/// "stale", not take over its control socket.
+#[test]
+fn second_daemon_on_the_same_runtime_dir_is_refused() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let lab = single();
+    let first = lab.daemon_pid(0).expect("first daemon");
+    let out = run_once(&lab, 0, &["--allow-root"]).expect("the second daemon kept running");
+    let err = String::from_utf8_lossy(&out.stderr);
+    println!("second daemon: {}", err.trim());
+    assert!(!out.status.success());
+    assert!(err.contains("another nginx-ha"), "{err}");
+    assert!(err.contains(&format!("PID {first}")), "{err}");
+    assert!(!err.contains("stale VIP"), "{err}");
+    // The first still holds its VIP, serves, and answers on its socket.
+    assert_eq!(lab.holders(vip4()), vec![0]);
+    assert_eq!(lab.get(vip4(), ms(500)).as_deref(), Some("node0\n"));
+    let st = status(&lab, 0);
+    assert_eq!(st["instances"][0]["state"], "MASTER");
+}
+
+/// Issue 13.9: root without --user keeps uid 0; refused unless asked for,
+/// before anything is created.
+#[test]
+fn root_without_user_is_refused_unless_allowed() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let lab = Lab::new(1, bin());
+    let d = lab.declaration(0, 150, json!({ "web": lab::instance(VIP4, json!({})) }));
+    lab.write_declaration(0, &d);
+    let out = run_once(&lab, 0, &[]).expect("a root daemon without --user kept running");
+    let err = String::from_utf8_lossy(&out.stderr);
+    println!("refused: {}", err.trim());
+    assert!(!out.status.success());
+    assert!(err.contains("--allow-root") && err.contains("--user"), "{err}");
+    assert!(!lab.runtime_dir(0).exists(), "the runtime dir was created");
+}
+
+/// Issue 13.9: WATCHDOG_USEC=1 (systemd would never set it, a user can)
+/// made tokio's interval panic at start.
+#[test]
+fn a_tiny_watchdog_does_not_panic() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let mut lab = Lab::new(1, bin());
+    lab.start_nginx(0);
+    let d = lab.declaration(0, 150, json!({ "web": lab::instance(VIP4, json!({})) }));
+    lab.start_daemon_with(0, &d, &[("WATCHDOG_USEC", "1")], &[]);
+    wait_for(Duration::from_secs(5), || {
+        (lab.state(0, "web") == "STATE=MASTER").then_some(())
+    })
+    .unwrap_or_else(|| panic!("never became master: {}", lab.daemon_log(0)));
+    let alive = lab.nodes[0]
+        .daemon
+        .as_mut()
+        .is_some_and(|c| c.try_wait().ok().flatten().is_none());
+    assert!(alive, "daemon died: {}", lab.daemon_log(0));
+}
