@@ -320,3 +320,133 @@ fn a_tiny_watchdog_does_not_panic() {
         .is_some_and(|c| c.try_wait().ok().flatten().is_none());
     assert!(alive, "daemon died: {}", lab.daemon_log(0));
 }
+
+/// Deletes node `i`'s veth (both ends go) and creates it again with the
+/// same names and addresses, as when a VLAN, bond or veth is rebuilt.
+fn recreate_veth(lab: &Lab, i: usize) {
+    let ns = &lab.nodes[i].ns;
+    let port = format!("p{i}");
+    lab::sh(&["ip", "-n", &lab.bridge_ns, "link", "del", &port]);
+    wait_for(Duration::from_secs(3), || {
+        let out = std::process::Command::new("ip")
+            .args(["-n", ns, "link", "show", "eth0"])
+            .output()
+            .ok()?;
+        (!out.status.success()).then_some(())
+    })
+    .expect("eth0 did not go away");
+    lab::sh(&[
+        "ip", "-n", &lab.bridge_ns, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
+        "netns", ns,
+    ]);
+    lab::sh(&["ip", "-n", &lab.bridge_ns, "link", "set", &port, "master", "br0", "up"]);
+    lab::sh(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
+    for a in [
+        format!("{}/24", lab::node_v4(i)),
+        format!("{}/64", lab::node_v6(i)),
+    ] {
+        lab::sh(&["ip", "-n", ns, "addr", "add", &a, "dev", "eth0", "nodad"]);
+    }
+}
+
+/// Issue 13.3: the interface is deleted and created again. The instance
+/// must follow it by name (new index, new sockets, the multicast group
+/// joined again) and come back without a restart.
+#[test]
+fn recreated_interface_returns_to_service_without_restart() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let lab = pair(|_| json!({}));
+    let before = status(&lab, 0);
+    recreate_veth(&lab, 0);
+    let back = Instant::now();
+    // node1 covered while eth0 was gone; node0 (priority 150) preempts
+    // once it hears and is heard again.
+    let (at, _) = lab
+        .poll_until(vip4(), ms(10), Duration::from_secs(10), |b| b == "node0\n")
+        .unwrap_or_else(|| {
+            panic!(
+                "node0 never served again: state {}, holders {:?}",
+                lab.state(0, "web"),
+                lab.holders(vip4())
+            )
+        });
+    println!("node0 serving again {:?} after eth0 came back", at - back);
+    assert_eq!(lab.state(0, "web"), "STATE=MASTER");
+    assert_eq!(lab.holders(vip4()), vec![0]);
+    let log = lab.daemon_log(0);
+    assert!(log.contains("was deleted"), "{log}");
+    assert!(log.contains("is back"), "{log}");
+    // Its adverts reach node1 again: node1 is a backup that sees node0.
+    let st1 = status(&lab, 1);
+    assert_eq!(st1["instances"][0]["state"], "BACKUP");
+    assert_eq!(st1["instances"][0]["masterAddress"], "192.0.2.11");
+    let after = status(&lab, 0);
+    assert_eq!(before["instances"][0]["interface"], after["instances"][0]["interface"]);
+}
+
+/// Issue 13.9: a MASTER whose VIP is deleted by hand adds it back and
+/// says so (log and counter), instead of serving nothing while reporting
+/// MASTER.
+#[test]
+fn master_restores_a_vip_deleted_by_hand() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let lab = single();
+    lab::sh(&[
+        "ip", "-n", &lab.nodes[0].ns, "addr", "del", &format!("{VIP4}/24"), "dev", "eth0",
+    ]);
+    let gone = Instant::now();
+    wait_for(Duration::from_secs(2), || {
+        (lab.holders(vip4()) == vec![0]).then_some(())
+    })
+    .expect("the VIP was not restored");
+    println!("VIP restored after {:?}", gone.elapsed());
+    assert_eq!(lab.get(vip4(), ms(500)).as_deref(), Some("node0\n"));
+    assert!(counter(&status(&lab, 0), "vipsRestored") >= 1);
+    let log = lab.daemon_log(0);
+    assert!(log.contains("was removed from eth0 while MASTER"), "{log}");
+}
+
+/// Issue 13.9: the kernel drops netlink events when the daemon's socket
+/// buffer overruns (ENOBUFS); the daemon must read links and addresses
+/// again rather than miss, say, its link going down for good. The daemon
+/// is stopped while thousands of address events and then the link-down
+/// happen, so the link-down is among the lost ones.
+#[test]
+fn netlink_overrun_is_followed_by_a_resync() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let lab = single();
+    let ns = lab.nodes[0].ns.clone();
+    let batch = lab.dir.path().join("churn.batch");
+    let mut lines = String::new();
+    for k in 0..3000u32 {
+        let a = format!("198.51.100.{}", 1 + k % 250);
+        lines.push_str(&format!("addr add {a}/32 dev eth0\naddr del {a}/32 dev eth0\n"));
+    }
+    std::fs::write(&batch, lines).expect("batch");
+    lab.signal_daemon(0, libc::SIGSTOP);
+    lab::sh(&["ip", "-n", &ns, "-batch", &batch.display().to_string()]);
+    lab.set_link(0, false);
+    lab.signal_daemon(0, libc::SIGCONT);
+    wait_for(Duration::from_secs(3), || {
+        (lab.state(0, "web") == "STATE=FAULT").then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "link down never seen: state {} (log: {})",
+            lab.state(0, "web"),
+            lab.daemon_log(0)
+        )
+    });
+    assert!(lab.daemon_log(0).contains("netlink events were lost"));
+    lab.set_link(0, true);
+    wait_for(Duration::from_secs(3), || {
+        (lab.state(0, "web") == "STATE=MASTER").then_some(())
+    })
+    .expect("never recovered after link up");
+}
