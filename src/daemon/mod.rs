@@ -6,6 +6,7 @@ pub mod control;
 mod hooks;
 pub mod lock;
 mod log_limit;
+mod rx;
 mod node;
 pub mod setup;
 mod state_file;

@@ -11,7 +11,8 @@ use crate::health::stub_status::StubStatus;
 use crate::health::{self, Effect, Event, Verdict};
 use crate::net::announce::Announcer;
 use crate::net::netlink::{LinkInfo, Net, NetError, NetEvent};
-use crate::net::vrrp_socket::{Received, VrrpSocket};
+use super::rx::{self, Drops, Inbound, Sink};
+use crate::net::vrrp_socket::{AhSocket, AhVrrp, VrrpSocket};
 use crate::vrrp::instance::{Action, Input, Instance, State};
 use crate::vrrp::packet::{Advert, Auth, MCAST_V4, MCAST_V6, Version};
 use log::{error, info, warn};
@@ -23,7 +24,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-pub type PacketKey = (u32, bool);
+pub use super::rx::PacketKey;
 const MAINTENANCE_FILE: &str = "maintenance";
 
 /// Why an instance cannot run now. Several can hold at once; the instance
@@ -71,14 +72,14 @@ pub struct Daemon {
     insts: Vec<Running>,
     sockets: BTreeMap<PacketKey, Rx>,
     announcers: BTreeMap<u32, Announcer>,
-    pkt_tx: mpsc::Sender<(PacketKey, Received)>,
+    pkt_tx: mpsc::Sender<(PacketKey, Inbound)>,
     health_tx: mpsc::UnboundedSender<Event>,
     checks_running: health::Running,
     checks: BTreeMap<String, CheckState>,
     stub: Option<StubStatus>,
     maintenance: bool,
     hooks: Hooks,
-    rx_dropped: BTreeMap<&'static str, u64>,
+    rx_dropped: Drops,
     /// Addresses on each interface we use, for the source-subnet check.
     if_addrs: BTreeMap<u32, Vec<(IpAddr, u8)>>,
     /// Adverts the reader tasks dropped because the loop was behind.
@@ -102,7 +103,7 @@ impl Daemon {
         opts: Options,
         decl: Declaration,
         net: Net,
-        pkt_tx: mpsc::Sender<(PacketKey, Received)>,
+        pkt_tx: mpsc::Sender<(PacketKey, Inbound)>,
         health_tx: mpsc::UnboundedSender<Event>,
     ) -> Daemon {
         let maintenance = opts.state_dir.join(MAINTENANCE_FILE).exists();
@@ -134,7 +135,7 @@ impl Daemon {
             stub: None,
             maintenance,
             hooks: Hooks::start(),
-            rx_dropped: BTreeMap::new(),
+            rx_dropped: Drops::default(),
             if_addrs: BTreeMap::new(),
             overflow: Arc::new(AtomicU64::new(0)),
             log_limit: LogLimit::default(),
@@ -233,8 +234,21 @@ impl Daemon {
             let s = VrrpSocket::open(&plan.link.name, idx, plan.v4)
                 .map_err(io_err(format!("VRRP socket on {}", plan.link.name)))?;
             let sock = Arc::new(s);
-            let reader = spawn_reader(key, sock.clone(), self.pkt_tx.clone(), self.overflow.clone());
-            slot.insert(Rx { sock, reader });
+            let sink = Sink {
+                tx: self.pkt_tx.clone(),
+                overflow: self.overflow.clone(),
+                drops: self.rx_dropped.clone(),
+            };
+            let mut readers = vec![rx::spawn_vrrp(key, sock.clone(), sink.clone())];
+            if plan.v4 {
+                // Only to notice keepalived's auth_type AH; running
+                // without it costs that log line, nothing else.
+                match AhSocket::open(&plan.link.name) {
+                    Ok(ah) => readers.push(rx::spawn_ah(key, ah, sink)),
+                    Err(e) => warn!("AH socket on {}: {e}", plan.link.name),
+                }
+            }
+            slot.insert(Rx { sock, readers });
         }
         if let (None, Some(mac)) = (self.announcers.get(&idx), plan.link.mac) {
             let a = Announcer::open(idx, mac)
@@ -357,13 +371,17 @@ impl Daemon {
     }
 
     fn count_drop(&mut self, why: &'static str) {
-        *self.rx_dropped.entry(why).or_insert(0) += 1;
+        self.rx_dropped.count(why);
     }
 
-    pub async fn on_packet(&mut self, key: PacketKey, pkt: Received) {
-        let (adv, style) = match Advert::decode(&pkt.msg, pkt.ip) {
-            Ok(x) => x,
-            Err(e) => return self.count_drop(e.counter()),
+    pub async fn on_packet(&mut self, key: PacketKey, pkt: Inbound) {
+        let (ip, adv, style) = match pkt {
+            Inbound::Advert {
+                ip,
+                advert,
+                checksum,
+            } => (ip, advert, checksum),
+            Inbound::Ah(p, more) => return self.on_ah(key, p, more),
         };
         let Some(i) = self.insts.iter().position(|r| {
             (r.plan.link.index, r.plan.v4) == key && r.core.config().vrid == adv.vrid
@@ -372,24 +390,97 @@ impl Daemon {
         };
         let r = &self.insts[i];
         if r.plan.unicast() {
-            if !r.peers.contains(&pkt.ip.src) {
+            if !r.peers.contains(&ip.src) {
                 // In unicast mode only the configured peers take part;
                 // anyone else on the segment could otherwise steal the VIP.
                 return self.count_drop("not_a_peer");
             }
-        } else if !self.on_our_link(key.0, pkt.ip.src) {
+        } else if !self.on_our_link(key.0, ip.src) {
             return self.count_drop("foreign_source");
         }
         let now = self.now();
+        let before = self.insts[i].core.counters().dropped.clone();
+        let (version, interval_cs) = (adv.version, adv.interval_cs);
         let a = self.insts[i].core.handle(
             now,
             Input::Advert {
-                src: pkt.ip.src,
+                src: ip.src,
                 advert: adv,
                 checksum: style,
             },
         );
+        let after = &self.insts[i].core.counters().dropped;
+        let why = after
+            .iter()
+            .find(|(k, v)| before.get(*k) != Some(*v))
+            .map(|(k, _)| *k);
+        if let Some(why) = why {
+            self.report_ignored_peer(i, ip.src, why, version, interval_cs, now);
+        }
         self.exec(i, a).await;
+    }
+
+    /// A peer whose adverts for our VRID are dropped for a mismatch does
+    /// not see ours as valid either: both may be MASTER, and a counter in
+    /// `status` is easy to miss. Say why, once in a while per peer.
+    fn report_ignored_peer(
+        &mut self,
+        i: usize,
+        src: IpAddr,
+        why: &'static str,
+        version: Version,
+        interval_cs: u16,
+        now: Duration,
+    ) {
+        let r = &self.insts[i];
+        let cfg = r.core.config();
+        let detail = match why {
+            "auth_mismatch" => {
+                "its authentication (type or password) differs from this instance's".to_string()
+            }
+            "version_mismatch" => format!(
+                "it sends VRRPv{}, this instance VRRPv{}",
+                version.number(),
+                cfg.version.number()
+            ),
+            "interval_mismatch" => format!(
+                "VRRPv2 needs the same advert interval on every router (RFC 3768 §7.1): it sends {} s, this instance {} s",
+                interval_cs / 100,
+                cfg.advert_interval_cs / 100
+            ),
+            "checksum_style" => {
+                "its VRRPv3 checksum is computed another way (see v3Checksum)".to_string()
+            }
+            _ => return,
+        };
+        let key = format!("ignored {} {src} {why}", r.plan.name);
+        if let Some(n) = self.log_limit.allow(&key, now) {
+            warn!(
+                instance = r.plan.name.as_str();
+                "instance {}: ignoring adverts from {src} for VRID {}: {detail}; it may be MASTER too{}",
+                r.plan.name,
+                cfg.vrid,
+                log_limit::more(n)
+            );
+        }
+    }
+
+    /// keepalived's `auth_type AH` next to nginx-ha: neither side accepts
+    /// the other's adverts, so both are MASTER. Nothing else would tell.
+    fn on_ah(&mut self, key: PacketKey, p: AhVrrp, more: u64) {
+        let Some(r) = self.insts.iter().find(|r| {
+            (r.plan.link.index, r.plan.v4) == key && r.core.config().vrid == p.vrid
+        }) else {
+            return;
+        };
+        warn!(
+            instance = r.plan.name.as_str();
+            "instance {}: {} sends VRRP for VRID {} wrapped in IPsec AH (IP protocol 51, keepalived's auth_type AH), which nginx-ha does not speak: neither node accepts the other's adverts and both may be MASTER; use auth_type PASS (VRRPv2 authPasswordFile) or none on both{}",
+            r.plan.name,
+            p.src,
+            p.vrid,
+            log_limit::more(more)
+        );
     }
 
     /// RFC 5798 §5.1.1.1/§5.1.2.1: a multicast advert comes from the
@@ -995,9 +1086,14 @@ impl Daemon {
             .collect();
         let mut dropped: BTreeMap<String, u64> = self
             .rx_dropped
+            .snapshot()
             .iter()
             .map(|(k, v)| (k.to_string(), *v))
             .collect();
+        let overruns: u64 = self.sockets.values().map(|rx| rx.sock.overruns()).sum();
+        if overruns > 0 {
+            dropped.insert("socket_overrun".into(), overruns);
+        }
         let overflow = self.overflow.load(Ordering::Relaxed);
         if overflow > 0 {
             dropped.insert("queue_full".into(), overflow);
@@ -1120,42 +1216,17 @@ fn no_address_reason(plan: &Plan) -> String {
     }
 }
 
-/// A VRRP socket and the task that reads it; the task ends with it.
+/// A VRRP socket and the tasks that read it (and, for IPv4, the AH
+/// socket's); the tasks end with it.
 struct Rx {
     sock: Arc<VrrpSocket>,
-    reader: tokio::task::JoinHandle<()>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Rx {
     fn drop(&mut self) {
-        self.reader.abort();
-    }
-}
-
-fn spawn_reader(
-    key: PacketKey,
-    sock: Arc<VrrpSocket>,
-    tx: mpsc::Sender<(PacketKey, Received)>,
-    overflow: Arc<AtomicU64>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            match sock.recv().await {
-                Ok(pkt) => match tx.try_send((key, pkt)) {
-                    Ok(()) => {}
-                    // Under a flood the queue fills; the excess is counted
-                    // and dropped rather than queued without bound.
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        overflow.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => break,
-                },
-                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {}
-                Err(e) => {
-                    warn!("VRRP socket on ifindex {}: {e}", sock.ifindex());
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
+        for r in &self.readers {
+            r.abort();
         }
-    })
+    }
 }
