@@ -36,7 +36,12 @@ fn pair(extra: impl Fn(usize) -> Value) -> Lab {
     wait_for(Duration::from_secs(5), || {
         (lab.holders(vip4()) == vec![0]).then_some(())
     })
-    .unwrap_or_else(|| panic!("node0 never became the only holder: {:?}", lab.holders(vip4())));
+    .unwrap_or_else(|| {
+        panic!(
+            "node0 never became the only holder: {:?}",
+            lab.holders(vip4())
+        )
+    });
     lab.poll_until(vip4(), ms(10), Duration::from_secs(3), |b| b == "node0\n")
         .expect("client never got node0's page");
     lab
@@ -84,8 +89,18 @@ fn mac(lab: &Lab, i: usize) -> String {
 /// the state a gratuitous ARP leaves it (STALE).
 fn point_client_at(lab: &Lab, i: usize) {
     lab::sh(&[
-        "ip", "-n", &lab.client_ns, "neigh", "replace", VIP4, "lladdr", &mac(lab, i), "dev",
-        "eth0", "nud", "stale",
+        "ip",
+        "-n",
+        &lab.client_ns,
+        "neigh",
+        "replace",
+        VIP4,
+        "lladdr",
+        &mac(lab, i),
+        "dev",
+        "eth0",
+        "nud",
+        "stale",
     ]);
 }
 
@@ -100,10 +115,19 @@ fn partition(lab: &Lab, on: bool) {
     if on {
         nft(&["add", "table", "bridge", "labpart"]);
         nft(&[
-            "add", "chain", "bridge", "labpart", "vrrp", "{ type filter hook forward priority 0 ; }",
+            "add",
+            "chain",
+            "bridge",
+            "labpart",
+            "vrrp",
+            "{ type filter hook forward priority 0 ; }",
         ]);
-        nft(&["add", "rule", "bridge", "labpart", "vrrp", "ip", "protocol", "112", "drop"]);
-        nft(&["add", "rule", "bridge", "labpart", "vrrp", "ip6", "nexthdr", "112", "drop"]);
+        nft(&[
+            "add", "rule", "bridge", "labpart", "vrrp", "ip", "protocol", "112", "drop",
+        ]);
+        nft(&[
+            "add", "rule", "bridge", "labpart", "vrrp", "ip6", "nexthdr", "112", "drop",
+        ]);
     } else {
         nft(&["delete", "table", "bridge", "labpart"]);
     }
@@ -160,11 +184,15 @@ fn split_brain_heal_clients_are_served_by_the_master_after_100ms() {
         reqs.len(),
         failed.len()
     );
-    assert!(failed.is_empty(), "requests failed after the heal: {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "requests failed after the heal: {failed:?}"
+    );
     assert_eq!(lab.holders(vip4()), vec![0]);
     assert!(counter(&status(&lab, 0), "lowerPriorityAnswered") >= 1);
     assert!(
-        lab.daemon_log(0).contains("answered at once and re-announcing"),
+        lab.daemon_log(0)
+            .contains("answered at once and re-announcing"),
         "no log line on node0"
     );
 }
@@ -295,7 +323,10 @@ fn root_without_user_is_refused_unless_allowed() {
     let err = String::from_utf8_lossy(&out.stderr);
     println!("refused: {}", err.trim());
     assert!(!out.status.success());
-    assert!(err.contains("--allow-root") && err.contains("--user"), "{err}");
+    assert!(
+        err.contains("--allow-root") && err.contains("--user"),
+        "{err}"
+    );
     assert!(!lab.runtime_dir(0).exists(), "the runtime dir was created");
 }
 
@@ -336,10 +367,31 @@ fn recreate_veth(lab: &Lab, i: usize) {
     })
     .expect("eth0 did not go away");
     lab::sh(&[
-        "ip", "-n", &lab.bridge_ns, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
-        "netns", ns,
+        "ip",
+        "-n",
+        &lab.bridge_ns,
+        "link",
+        "add",
+        &port,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        ns,
     ]);
-    lab::sh(&["ip", "-n", &lab.bridge_ns, "link", "set", &port, "master", "br0", "up"]);
+    lab::sh(&[
+        "ip",
+        "-n",
+        &lab.bridge_ns,
+        "link",
+        "set",
+        &port,
+        "master",
+        "br0",
+        "up",
+    ]);
     lab::sh(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
     for a in [
         format!("{}/24", lab::node_v4(i)),
@@ -383,7 +435,10 @@ fn recreated_interface_returns_to_service_without_restart() {
     assert_eq!(st1["instances"][0]["state"], "BACKUP");
     assert_eq!(st1["instances"][0]["masterAddress"], "192.0.2.11");
     let after = status(&lab, 0);
-    assert_eq!(before["instances"][0]["interface"], after["instances"][0]["interface"]);
+    assert_eq!(
+        before["instances"][0]["interface"],
+        after["instances"][0]["interface"]
+    );
 }
 
 /// Issue 13.9: a MASTER whose VIP is deleted by hand adds it back and
@@ -396,7 +451,14 @@ fn master_restores_a_vip_deleted_by_hand() {
     }
     let lab = single();
     lab::sh(&[
-        "ip", "-n", &lab.nodes[0].ns, "addr", "del", &format!("{VIP4}/24"), "dev", "eth0",
+        "ip",
+        "-n",
+        &lab.nodes[0].ns,
+        "addr",
+        "del",
+        &format!("{VIP4}/24"),
+        "dev",
+        "eth0",
     ]);
     let gone = Instant::now();
     wait_for(Duration::from_secs(2), || {
@@ -426,7 +488,9 @@ fn netlink_overrun_is_followed_by_a_resync() {
     let mut lines = String::new();
     for k in 0..3000u32 {
         let a = format!("198.51.100.{}", 1 + k % 250);
-        lines.push_str(&format!("addr add {a}/32 dev eth0\naddr del {a}/32 dev eth0\n"));
+        lines.push_str(&format!(
+            "addr add {a}/32 dev eth0\naddr del {a}/32 dev eth0\n"
+        ));
     }
     std::fs::write(&batch, lines).expect("batch");
     lab.signal_daemon(0, libc::SIGSTOP);
@@ -485,7 +549,9 @@ fn keepalived_with_auth_type_ah_is_named_in_the_log() {
     nginx_ha_v2(&mut lab, json!({}));
     lab.start_keepalived(
         1,
-        &keepalived_v2("    authentication {\n        auth_type AH\n        auth_pass s3cret\n    }\n"),
+        &keepalived_v2(
+            "    authentication {\n        auth_type AH\n        auth_pass s3cret\n    }\n",
+        ),
     );
     let line = wait_for(Duration::from_secs(8), || {
         lab.daemon_log(0)
@@ -495,7 +561,10 @@ fn keepalived_with_auth_type_ah_is_named_in_the_log() {
     })
     .unwrap_or_else(|| panic!("no AH line: {}", lab.daemon_log(0)));
     println!("{line}");
-    assert!(line.contains("192.0.2.12") && line.contains("VRID 51"), "{line}");
+    assert!(
+        line.contains("192.0.2.12") && line.contains("VRID 51"),
+        "{line}"
+    );
     // Rate-limited: one line, however many packets.
     std::thread::sleep(Duration::from_secs(3));
     let n = lab.daemon_log(0).matches("IPsec AH").count();
@@ -517,7 +586,9 @@ fn auth_mismatch_is_named_in_the_log() {
     nginx_ha_v2(&mut lab, json!({ "authPasswordFile": pw }));
     lab.start_keepalived(
         1,
-        &keepalived_v2("    authentication {\n        auth_type PASS\n        auth_pass other\n    }\n"),
+        &keepalived_v2(
+            "    authentication {\n        auth_type PASS\n        auth_pass other\n    }\n",
+        ),
     );
     let line = wait_for(Duration::from_secs(8), || {
         lab.daemon_log(0)
@@ -554,9 +625,16 @@ fn adverts_with_a_wrong_ttl_are_named_in_the_log() {
     };
     nft(&["add", "table", "ip", "ttl"]);
     nft(&[
-        "add", "chain", "ip", "ttl", "out", "{ type filter hook output priority 0 ; }",
+        "add",
+        "chain",
+        "ip",
+        "ttl",
+        "out",
+        "{ type filter hook output priority 0 ; }",
     ]);
-    nft(&["add", "rule", "ip", "ttl", "out", "ip", "protocol", "112", "ip", "ttl", "set", "254"]);
+    nft(&[
+        "add", "rule", "ip", "ttl", "out", "ip", "protocol", "112", "ip", "ttl", "set", "254",
+    ]);
     // node1 must be sending adverts: keep node0's from it, so that it
     // becomes master too, as such a peer would.
     lab.block_vrrp(1, 0);
@@ -568,7 +646,10 @@ fn adverts_with_a_wrong_ttl_are_named_in_the_log() {
     })
     .unwrap_or_else(|| panic!("no TTL line: {}", lab.daemon_log(0)));
     println!("{line}");
-    assert!(line.contains("192.0.2.12") && line.contains("VRID 51"), "{line}");
+    assert!(
+        line.contains("192.0.2.12") && line.contains("VRID 51"),
+        "{line}"
+    );
     std::thread::sleep(ms(1500));
     assert_eq!(lab.daemon_log(0).matches("TTL/hop limit").count(), 1);
 }
@@ -635,7 +716,11 @@ fn junk_flood_does_not_starve_real_adverts() {
         !log1.contains("BACKUP -> MASTER"),
         "node1 took over during the flood: {log1}"
     );
-    assert_eq!(st1["dropped"]["queue_full"].as_u64().unwrap_or(0), 0, "{st1}");
+    assert_eq!(
+        st1["dropped"]["queue_full"].as_u64().unwrap_or(0),
+        0,
+        "{st1}"
+    );
     assert_eq!(lab.holders(vip4()), vec![0]);
 }
 

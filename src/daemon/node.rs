@@ -4,6 +4,7 @@
 use super::control::{self, CheckStatus, Command, Counters, InstanceStatus, Request, Status};
 use super::hooks::{Hooks, Job};
 use super::log_limit::{self, LogLimit};
+use super::rx::{self, Drops, Inbound, Sink};
 use super::setup::{self, Plan};
 use super::{DaemonError, Options, io_err, state_file, systemd};
 use crate::config::{self, Declaration, IpPrefix};
@@ -11,7 +12,6 @@ use crate::health::stub_status::StubStatus;
 use crate::health::{self, Effect, Event, Verdict};
 use crate::net::announce::Announcer;
 use crate::net::netlink::{LinkInfo, Net, NetError, NetEvent};
-use super::rx::{self, Drops, Inbound, Sink};
 use crate::net::vrrp_socket::{AhSocket, AhVrrp, VrrpSocket};
 use crate::vrrp::instance::{Action, Input, Instance, State};
 use crate::vrrp::packet::{Advert, Auth, MCAST_V4, MCAST_V6, Version};
@@ -468,9 +468,11 @@ impl Daemon {
     /// keepalived's `auth_type AH` next to nginx-ha: neither side accepts
     /// the other's adverts, so both are MASTER. Nothing else would tell.
     fn on_ah(&mut self, key: PacketKey, p: AhVrrp, more: u64) {
-        let Some(r) = self.insts.iter().find(|r| {
-            (r.plan.link.index, r.plan.v4) == key && r.core.config().vrid == p.vrid
-        }) else {
+        let Some(r) = self
+            .insts
+            .iter()
+            .find(|r| (r.plan.link.index, r.plan.v4) == key && r.core.config().vrid == p.vrid)
+        else {
             return;
         };
         warn!(
@@ -636,7 +638,11 @@ impl Daemon {
         if missing.is_empty() {
             return;
         }
-        let (idx, name, ifname) = (r.plan.link.index, r.plan.name.clone(), r.plan.link.name.clone());
+        let (idx, name, ifname) = (
+            r.plan.link.index,
+            r.plan.name.clone(),
+            r.plan.link.name.clone(),
+        );
         let now = self.now();
         for v in &missing {
             let key = format!("vip-restore {name} {v}");
@@ -701,9 +707,14 @@ impl Daemon {
     /// After lost netlink events: read every interface we use again, and
     /// act on what changed as if the events had arrived.
     async fn resync(&mut self) {
-        warn!("netlink events were lost (receive buffer overrun): reading links and addresses again");
-        let names: std::collections::BTreeSet<String> =
-            self.insts.iter().map(|r| r.plan.link.name.clone()).collect();
+        warn!(
+            "netlink events were lost (receive buffer overrun): reading links and addresses again"
+        );
+        let names: std::collections::BTreeSet<String> = self
+            .insts
+            .iter()
+            .map(|r| r.plan.link.name.clone())
+            .collect();
         for name in names {
             match self.net.link(&name).await {
                 Ok(l) => self.on_link(l).await,

@@ -35,7 +35,10 @@ pub enum NetEvent {
     Link(LinkInfo),
     /// The interface was deleted (its index will not come back; an
     /// interface of the same name would get a new one).
-    LinkGone { index: u32, name: String },
+    LinkGone {
+        index: u32,
+        name: String,
+    },
     /// Addresses on this interface changed.
     Addresses(u32),
     /// The kernel dropped events (ENOBUFS: our socket buffer overran), so
@@ -107,7 +110,9 @@ impl Net {
                     break;
                 }
             }
-            log::error!("the netlink event stream ended: link and address changes are no longer seen");
+            log::error!(
+                "the netlink event stream ended: link and address changes are no longer seen"
+            );
         });
         Ok(rx)
     }

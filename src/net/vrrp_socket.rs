@@ -117,9 +117,8 @@ impl VrrpSocket {
     pub async fn recv(&self) -> io::Result<Result<Received, &'static str>> {
         loop {
             let mut guard = self.fd.readable().await?;
-            let r = guard.try_io(|inner| {
-                recv_one(inner.get_ref().as_raw_fd(), self.v4, &self.overruns)
-            });
+            let r = guard
+                .try_io(|inner| recv_one(inner.get_ref().as_raw_fd(), self.v4, &self.overruns));
             match r {
                 Ok(r) => return r,
                 Err(_would_block) => continue,
@@ -203,7 +202,8 @@ fn recv_one(
             while !c.is_null() {
                 let h = &*c;
                 if h.cmsg_level == libc::IPPROTO_IPV6 && h.cmsg_type == libc::IPV6_PKTINFO {
-                    let pi = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::in6_pktinfo>());
+                    let pi =
+                        std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::in6_pktinfo>());
                     dst = Some(Ipv6Addr::from(pi.ipi6_addr.s6_addr));
                 } else if h.cmsg_level == libc::IPPROTO_IPV6 && h.cmsg_type == libc::IPV6_HOPLIMIT {
                     hops = Some(std::ptr::read_unaligned(
