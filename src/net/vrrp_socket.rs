@@ -435,6 +435,6 @@ mod tests {
         let mut other = pkt.clone();
         other[20] = 6;
         assert_eq!(parse_ah_vrrp(&other), None);
-        assert_eq!(parse_ah_vrrp(&pkt[..50]), None);
+        assert_eq!(parse_ah_vrrp(&pkt[..45]), None);
     }
 }
