@@ -72,12 +72,23 @@ impl Sink {
     }
 }
 
+/// Datagrams read before the reader yields to the other tasks.
+const READ_BURST: u32 = 16;
+
 /// Validates before queueing; see the module comment.
 pub fn spawn_vrrp(key: PacketKey, sock: Arc<VrrpSocket>, sink: Sink) -> JoinHandle<()> {
     tokio::spawn(async move {
         let start = Instant::now();
         let mut limit = LogLimit::default();
+        let mut burst = 0u32;
         loop {
+            // Under a flood the socket is never empty: let the event loop
+            // (timers, control requests) run between short bursts.
+            burst += 1;
+            if burst >= READ_BURST {
+                burst = 0;
+                tokio::task::yield_now().await;
+            }
             match sock.recv().await {
                 Ok(Ok(pkt)) => match Advert::decode(&pkt.msg, pkt.ip) {
                     Ok((advert, checksum)) => {
