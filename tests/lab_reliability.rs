@@ -767,3 +767,53 @@ fn oversized_datagrams_are_dropped_as_such() {
     .unwrap_or_else(|| panic!("{}", status(&lab, 0)));
     assert!(st["dropped"].get("unknown_vrid").is_none(), "{st}");
 }
+
+/// Issue 13.8, the case from the field: keepalived's IPv6 unicast
+/// without `unicast_ttl 255` sends with the default hop limit; nginx-ha
+/// must say why it ignores it.
+#[test]
+fn keepalived_ipv6_unicast_hop_limit_is_named_in_the_log() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let mut lab = Lab::new(2, bin());
+    lab.start_nginx(0);
+    let (me, peer) = (lab::node_v6(0), lab::node_v6(1));
+    let inst = lab::instance(
+        "2001:db8::100",
+        json!({
+            "advertInterval": "1s",
+            "unicastSource": me.to_string(),
+            "unicastPeers": [me.to_string(), peer.to_string()]
+        }),
+    );
+    let d = lab.declaration(0, 150, json!({ "web": inst }));
+    lab.start_daemon(0, &d);
+    let conf = format!(
+        "global_defs {{\n    router_id node1\n    vrrp_version 3\n}}\n\n\
+         vrrp_instance web {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n\
+         \x20   priority 200\n    advert_int 1\n    unicast_src_ip {peer}\n\
+         \x20   unicast_peer {{\n        {me}\n    }}\n\
+         \x20   virtual_ipaddress {{\n        2001:db8::100/64\n    }}\n}}\n"
+    );
+    // keepalived has the higher priority, so it sends adverts.
+    lab.start_keepalived(1, &conf);
+    let line = wait_for(Duration::from_secs(10), || {
+        lab.daemon_log(0)
+            .lines()
+            .find(|l| l.contains("TTL/hop limit is"))
+            .map(str::to_string)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no hop-limit line: {}\n{}",
+            lab.daemon_log(0),
+            lab.keepalived_log(1)
+        )
+    });
+    println!("{line}");
+    assert!(
+        line.contains(&peer.to_string()) && line.contains("unicast_ttl 255"),
+        "{line}"
+    );
+}
