@@ -58,6 +58,9 @@ enum Cmd {
         /// CAP_NET_RAW and CAP_NET_ADMIN).
         #[arg(long)]
         user: Option<String>,
+        /// Allow running as root without --user (refused otherwise).
+        #[arg(long)]
+        allow_root: bool,
     },
     /// Show each instance's state, priority, checks and counters.
     Status {
@@ -161,6 +164,7 @@ fn main() -> ExitCode {
             runtime_dir,
             state_dir,
             user,
+            allow_root,
         } => {
             nginx_ha::logging::init(log::LevelFilter::Info);
             let opts = nginx_ha::daemon::Options {
@@ -170,6 +174,7 @@ fn main() -> ExitCode {
                 state_dir: state_dir
                     .unwrap_or_else(|| dir_from_env("STATE_DIRECTORY", "/var/lib/nginx-ha")),
                 user,
+                allow_root,
             };
             match nginx_ha::daemon::run(opts) {
                 Ok(()) => ExitCode::SUCCESS,

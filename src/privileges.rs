@@ -22,6 +22,10 @@ pub enum PrivError {
         "{0} is missing: run nginx-ha as root, or give the service AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN"
     )]
     Missing(&'static str),
+    #[error(
+        "refusing to run as root without --user: give --user NAME (the daemon then keeps only CAP_NET_RAW and CAP_NET_ADMIN under that user), or --allow-root to keep uid 0 on purpose"
+    )]
+    RootWithoutUser,
     #[error("user {0} does not exist")]
     NoUser(String),
     #[error("{what}: {source}")]

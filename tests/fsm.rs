@@ -275,11 +275,48 @@ fn rfc5798_6_4_3_tie_break_on_primary_address() {
 }
 
 #[test]
-fn rfc5798_6_4_3_master_ignores_lower_priority() {
+fn departure_6_4_3_master_answers_lower_priority_and_reannounces() {
+    // RFC 5798 §6.4.3 says "discard"; a node advertising a lower priority
+    // believes it is master (healed split brain, a fast backup that timed
+    // out), so the master answers at once and announces again, as
+    // keepalived does.
     let mut i = master(cfg(150));
-    let a = i.handle(ms(5000), rx("192.0.2.9", advert(100, 100)));
-    assert!(a.is_empty());
+    let a = i.handle(ms(5000), rx("192.0.2.9", advert(100, 10)));
+    assert_eq!(sends(&a), vec![150]);
+    assert!(a.contains(&Action::Announce), "{a:?}");
+    assert!(a.contains(&Action::Reassert {
+        src: ip("192.0.2.9"),
+        priority: 100
+    }));
     assert_eq!(i.state(), State::Master);
+    assert_eq!(i.deadline(), Some(ms(5000) + ms(1000)), "Adver_Timer reset");
+    assert_eq!(i.counters().lower_priority_answered, 1);
+    // Equal priority, lower address: the same.
+    let a = i.handle(ms(5001), rx("192.0.1.1", advert(150, 100)));
+    assert!(a.contains(&Action::Announce), "{a:?}");
+}
+
+#[test]
+fn departure_6_4_3_owner_master_answers_lower_priority() {
+    let mut i = started(cfg(255));
+    assert_eq!(i.state(), State::Master);
+    let a = i.handle(ms(5000), rx("192.0.2.9", advert(100, 100)));
+    assert_eq!(sends(&a), vec![255]);
+    assert!(a.contains(&Action::Announce), "{a:?}");
+    assert_eq!(i.counters().dropped.get("we_are_owner"), Some(&1));
+}
+
+#[test]
+fn departure_6_4_3_master_yielding_sends_one_last_advert() {
+    // So that the winner hears a lower priority even when it was this
+    // node that heard the other first (see the departure above).
+    let mut i = master(cfg(100));
+    let a = i.handle(ms(5000), rx("192.0.2.9", advert(150, 100)));
+    assert_eq!(sends(&a), vec![100]);
+    assert_eq!(i.state(), State::Backup);
+    // As a backup it stays silent.
+    let a = i.handle(ms(5050), rx("192.0.2.9", advert(150, 100)));
+    assert!(sends(&a).is_empty());
 }
 
 #[test]

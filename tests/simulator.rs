@@ -166,7 +166,9 @@ proptest! {
         // Fully partition everyone, let them all become master, then heal.
         let n = sim.nodes.len();
         for a in 0..n { for b in 0..n { if a != b { sim.block(a, b); } } }
-        let t = sim.now + max_mdi(&sim) + ms(50);
+        // Not max_mdi(): a Master_Down_Timer armed before a priority
+        // change runs on the old Skew_Time. 4 intervals bound any of them.
+        let t = sim.now + ms(u64::from(s.interval_cs) * 40) + ms(50);
         sim.run_until(t);
         prop_assert_eq!(sim.masters().len(), n, "a full partition makes everyone master");
         sim.heal_all();
@@ -177,6 +179,29 @@ proptest! {
         let longest = sim.longest_dual_master_since(healed);
         prop_assert!(longest <= bound, "two masters for {:?} > {:?}", longest, bound);
         prop_assert_eq!(sim.masters().len(), 1);
+        // Clients followed whichever master announced last. The winner
+        // must announce after every other master has left MASTER, or the
+        // clients of the losers keep sending to nodes without the VIP
+        // (whichever of two masters hears the other first).
+        let winner = sim.masters()[0];
+        let last_loser_exit = sim
+            .transitions
+            .iter()
+            .filter(|(t, i, from, _)| *t >= healed && *i != winner && *from == State::Master)
+            .map(|(t, ..)| *t)
+            .max();
+        if let Some(exit) = last_loser_exit {
+            let announced = sim
+                .announcements
+                .iter()
+                .any(|(t, i)| *i == winner && *t >= exit);
+            prop_assert!(
+                announced,
+                "node {} won but did not announce after the last loser left MASTER at {:?}",
+                winner,
+                exit
+            );
+        }
     }
 
     /// RFC 5798 §6.4.2/§6.4.3: a master that shuts down (priority 0) is

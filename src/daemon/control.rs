@@ -57,6 +57,13 @@ pub struct Counters {
     pub priority_zero_sent: u64,
     pub priority_zero_received: u64,
     pub address_mismatch: u64,
+    /// Lower-priority adverts answered while master (another node thought
+    /// it was master).
+    #[serde(default)]
+    pub lower_priority_answered: u64,
+    /// VIPs found deleted while master and added back.
+    #[serde(default)]
+    pub vips_restored: u64,
     pub dropped: BTreeMap<String, u64>,
 }
 

@@ -4,7 +4,10 @@
 
 pub mod control;
 mod hooks;
+pub mod lock;
+mod log_limit;
 mod node;
+mod rx;
 pub mod setup;
 mod state_file;
 mod systemd;
@@ -27,6 +30,8 @@ pub struct Options {
     pub state_dir: PathBuf,
     /// Switch to this user when started as root.
     pub user: Option<String>,
+    /// Keep uid 0 when started as root without `user`.
+    pub allow_root: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +44,8 @@ pub enum DaemonError {
     Net(#[from] NetError),
     #[error("{0}")]
     Privileges(#[from] PrivError),
+    #[error("{0}")]
+    Lock(#[from] lock::LockError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -60,8 +67,15 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
 }
 
 /// Creates the runtime and state directories (owned by the user the
-/// daemon will run as) and drops privileges.
-fn prepare(opts: &Options) -> Result<(), DaemonError> {
+/// daemon will run as), takes the runtime directory's lock and drops
+/// privileges.
+fn prepare(opts: &Options) -> Result<lock::RuntimeLock, DaemonError> {
+    // uid 0 keeps owning every root-owned file on the machine even with
+    // two capabilities left; that must be a decision, not an omission.
+    // SAFETY: geteuid cannot fail.
+    if opts.user.is_none() && !opts.allow_root && unsafe { libc::geteuid() } == 0 {
+        return Err(PrivError::RootWithoutUser.into());
+    }
     let user = match &opts.user {
         Some(u) => Some(privileges::lookup_user(u)?),
         None => None,
@@ -73,14 +87,17 @@ fn prepare(opts: &Options) -> Result<(), DaemonError> {
                 .map_err(io_err(format!("chown {}", dir.display())))?;
         }
     }
+    // Before anything is touched (stale VIPs, the control socket): those
+    // may belong to a daemon that is running.
+    let held = lock::acquire(&opts.runtime_dir)?;
     privileges::restrict(user)?;
-    Ok(())
+    Ok(held)
 }
 
 async fn run_async(opts: Options) -> Result<(), DaemonError> {
     // Nothing is touched before the declaration is known to be good.
     let decl = config::load_within(&opts.config, setup::READ_DEADLINE).await?;
-    prepare(&opts)?;
+    let _lock = prepare(&opts)?;
     // After dropping privileges, as on every reload.
     let passwords = setup::read_passwords(&decl).await?;
     let net = Net::new()?;

@@ -3,14 +3,16 @@
 
 use super::control::{self, CheckStatus, Command, Counters, InstanceStatus, Request, Status};
 use super::hooks::{Hooks, Job};
+use super::log_limit::{self, LogLimit};
+use super::rx::{self, Drops, Inbound, Sink};
 use super::setup::{self, Loaded, Plan};
 use super::{DaemonError, Options, io_err, state_file, systemd};
-use crate::config::Declaration;
+use crate::config::{Declaration, IpPrefix};
 use crate::health::stub_status::StubStatus;
 use crate::health::{self, Effect, Event, Verdict};
 use crate::net::announce::Announcer;
-use crate::net::netlink::{Net, NetEvent};
-use crate::net::vrrp_socket::{Received, VrrpSocket};
+use crate::net::netlink::{LinkInfo, Net, NetError, NetEvent};
+use crate::net::vrrp_socket::{AhSocket, AhVrrp, VrrpSocket};
 use crate::vrrp::instance::{Action, Input, Instance, State};
 use crate::vrrp::packet::{Advert, Auth, MCAST_V4, MCAST_V6, Version};
 use log::{error, info, warn};
@@ -22,7 +24,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-pub type PacketKey = (u32, bool);
+pub use super::rx::PacketKey;
 const MAINTENANCE_FILE: &str = "maintenance";
 
 /// Why an instance cannot run now. Several can hold at once; the instance
@@ -51,6 +53,8 @@ struct Running {
     announce_next: Option<Duration>,
     refresh_next: Option<Duration>,
     vip_retry: Option<Duration>,
+    /// VIPs found deleted while master and added back.
+    vips_restored: u64,
 }
 
 struct CheckState {
@@ -66,20 +70,21 @@ pub struct Daemon {
     start: Instant,
     net: Net,
     insts: Vec<Running>,
-    sockets: BTreeMap<PacketKey, Arc<VrrpSocket>>,
+    sockets: BTreeMap<PacketKey, Rx>,
     announcers: BTreeMap<u32, Announcer>,
-    pkt_tx: mpsc::Sender<(PacketKey, Received)>,
+    pkt_tx: mpsc::Sender<(PacketKey, Inbound)>,
     health_tx: mpsc::UnboundedSender<Event>,
     checks_running: health::Running,
     checks: BTreeMap<String, CheckState>,
     stub: Option<StubStatus>,
     maintenance: bool,
     hooks: Hooks,
-    rx_dropped: BTreeMap<&'static str, u64>,
+    rx_dropped: Drops,
     /// Addresses on each interface we use, for the source-subnet check.
     if_addrs: BTreeMap<u32, Vec<(IpAddr, u8)>>,
     /// Adverts the reader tasks dropped because the loop was behind.
     overflow: Arc<AtomicU64>,
+    log_limit: LogLimit,
 }
 
 fn check_weights(d: &Declaration) -> BTreeMap<String, i64> {
@@ -98,7 +103,7 @@ impl Daemon {
         opts: Options,
         decl: Declaration,
         net: Net,
-        pkt_tx: mpsc::Sender<(PacketKey, Received)>,
+        pkt_tx: mpsc::Sender<(PacketKey, Inbound)>,
         health_tx: mpsc::UnboundedSender<Event>,
     ) -> Daemon {
         let maintenance = opts.state_dir.join(MAINTENANCE_FILE).exists();
@@ -130,9 +135,10 @@ impl Daemon {
             stub: None,
             maintenance,
             hooks: Hooks::start(),
-            rx_dropped: BTreeMap::new(),
+            rx_dropped: Drops::default(),
             if_addrs: BTreeMap::new(),
             overflow: Arc::new(AtomicU64::new(0)),
+            log_limit: LogLimit::default(),
         }
     }
 
@@ -165,19 +171,7 @@ impl Daemon {
                 self.net.del_addr(idx, v.addr).await?;
             }
         }
-        let key = (idx, plan.v4);
-        if let std::collections::btree_map::Entry::Vacant(slot) = self.sockets.entry(key) {
-            let s = VrrpSocket::open(&plan.link.name, idx, plan.v4)
-                .map_err(io_err(format!("VRRP socket on {}", plan.link.name)))?;
-            let s = Arc::new(s);
-            spawn_reader(key, s.clone(), self.pkt_tx.clone(), self.overflow.clone());
-            slot.insert(s);
-        }
-        if let (None, Some(mac)) = (self.announcers.get(&idx), plan.link.mac) {
-            let a = Announcer::open(idx, mac)
-                .map_err(io_err(format!("packet socket on {}", plan.link.name)))?;
-            self.announcers.insert(idx, a);
-        }
+        self.ensure_io(&plan)?;
         let on_link = self.net.addresses(idx).await?;
         let primary = plan.pick_primary(&on_link);
         self.if_addrs.insert(idx, on_link);
@@ -226,10 +220,59 @@ impl Daemon {
             announce_next: None,
             refresh_next: None,
             vip_retry: None,
+            vips_restored: 0,
         });
         let i = self.insts.len() - 1;
         self.apply_checks(i);
         Ok(())
+    }
+
+    /// Opens the VRRP socket (with its reader) and the announcer the
+    /// instance's interface needs, unless they are open already.
+    fn ensure_io(&mut self, plan: &Plan) -> Result<(), DaemonError> {
+        let idx = plan.link.index;
+        let key = (idx, plan.v4);
+        if let std::collections::btree_map::Entry::Vacant(slot) = self.sockets.entry(key) {
+            let s = VrrpSocket::open(&plan.link.name, idx, plan.v4)
+                .map_err(io_err(format!("VRRP socket on {}", plan.link.name)))?;
+            let sock = Arc::new(s);
+            let sink = Sink {
+                tx: self.pkt_tx.clone(),
+                overflow: self.overflow.clone(),
+                drops: self.rx_dropped.clone(),
+            };
+            let mut readers = vec![rx::spawn_vrrp(key, sock.clone(), sink.clone())];
+            if plan.v4 {
+                // Only to notice keepalived's auth_type AH; running
+                // without it costs that log line, nothing else.
+                match AhSocket::open(&plan.link.name) {
+                    Ok(ah) => readers.push(rx::spawn_ah(key, ah, sink)),
+                    Err(e) => warn!("AH socket on {}: {e}", plan.link.name),
+                }
+            }
+            slot.insert(Rx { sock, readers });
+        }
+        if let (None, Some(mac)) = (self.announcers.get(&idx), plan.link.mac) {
+            let a = Announcer::open(idx, mac)
+                .map_err(io_err(format!("packet socket on {}", plan.link.name)))?;
+            self.announcers.insert(idx, a);
+        }
+        Ok(())
+    }
+
+    /// Closes sockets and announcers no instance uses any more (their
+    /// interface went away).
+    fn drop_unused_io(&mut self) {
+        let used: Vec<PacketKey> = self
+            .insts
+            .iter()
+            .map(|r| (r.plan.link.index, r.plan.v4))
+            .collect();
+        self.sockets.retain(|k, _| used.contains(k));
+        self.announcers
+            .retain(|idx, _| used.iter().any(|(i, _)| i == idx));
+        self.if_addrs
+            .retain(|idx, _| used.iter().any(|(i, _)| i == idx));
     }
 
     /// Feeds Startup to every instance that has not started.
@@ -330,13 +373,17 @@ impl Daemon {
     }
 
     fn count_drop(&mut self, why: &'static str) {
-        *self.rx_dropped.entry(why).or_insert(0) += 1;
+        self.rx_dropped.count(why);
     }
 
-    pub async fn on_packet(&mut self, key: PacketKey, pkt: Received) {
-        let (adv, style) = match Advert::decode(&pkt.msg, pkt.ip) {
-            Ok(x) => x,
-            Err(e) => return self.count_drop(e.counter()),
+    pub async fn on_packet(&mut self, key: PacketKey, pkt: Inbound) {
+        let (ip, adv, style) = match pkt {
+            Inbound::Advert {
+                ip,
+                advert,
+                checksum,
+            } => (ip, advert, checksum),
+            Inbound::Ah(p, more) => return self.on_ah(key, p, more),
         };
         let Some(i) = self.insts.iter().position(|r| {
             (r.plan.link.index, r.plan.v4) == key && r.core.config().vrid == adv.vrid
@@ -345,24 +392,99 @@ impl Daemon {
         };
         let r = &self.insts[i];
         if r.plan.unicast() {
-            if !r.peers.contains(&pkt.ip.src) {
+            if !r.peers.contains(&ip.src) {
                 // In unicast mode only the configured peers take part;
                 // anyone else on the segment could otherwise steal the VIP.
                 return self.count_drop("not_a_peer");
             }
-        } else if !self.on_our_link(key.0, pkt.ip.src) {
+        } else if !self.on_our_link(key.0, ip.src) {
             return self.count_drop("foreign_source");
         }
         let now = self.now();
+        let before = self.insts[i].core.counters().dropped.clone();
+        let (version, interval_cs) = (adv.version, adv.interval_cs);
         let a = self.insts[i].core.handle(
             now,
             Input::Advert {
-                src: pkt.ip.src,
+                src: ip.src,
                 advert: adv,
                 checksum: style,
             },
         );
+        let after = &self.insts[i].core.counters().dropped;
+        let why = after
+            .iter()
+            .find(|(k, v)| before.get(*k) != Some(*v))
+            .map(|(k, _)| *k);
+        if let Some(why) = why {
+            self.report_ignored_peer(i, ip.src, why, version, interval_cs, now);
+        }
         self.exec(i, a).await;
+    }
+
+    /// A peer whose adverts for our VRID are dropped for a mismatch does
+    /// not see ours as valid either: both may be MASTER, and a counter in
+    /// `status` is easy to miss. Say why, once in a while per peer.
+    fn report_ignored_peer(
+        &mut self,
+        i: usize,
+        src: IpAddr,
+        why: &'static str,
+        version: Version,
+        interval_cs: u16,
+        now: Duration,
+    ) {
+        let r = &self.insts[i];
+        let cfg = r.core.config();
+        let detail = match why {
+            "auth_mismatch" => {
+                "its authentication (type or password) differs from this instance's".to_string()
+            }
+            "version_mismatch" => format!(
+                "it sends VRRPv{}, this instance VRRPv{}",
+                version.number(),
+                cfg.version.number()
+            ),
+            "interval_mismatch" => format!(
+                "VRRPv2 needs the same advert interval on every router (RFC 3768 §7.1): it sends {} s, this instance {} s",
+                interval_cs / 100,
+                cfg.advert_interval_cs / 100
+            ),
+            "checksum_style" => {
+                "its VRRPv3 checksum is computed another way (see v3Checksum)".to_string()
+            }
+            _ => return,
+        };
+        let key = format!("ignored {} {src} {why}", r.plan.name);
+        if let Some(n) = self.log_limit.allow(&key, now) {
+            warn!(
+                instance = r.plan.name.as_str();
+                "instance {}: ignoring adverts from {src} for VRID {}: {detail}; it may be MASTER too{}",
+                r.plan.name,
+                cfg.vrid,
+                log_limit::more(n)
+            );
+        }
+    }
+
+    /// keepalived's `auth_type AH` next to nginx-ha: neither side accepts
+    /// the other's adverts, so both are MASTER. Nothing else would tell.
+    fn on_ah(&mut self, key: PacketKey, p: AhVrrp, more: u64) {
+        let Some(r) = self
+            .insts
+            .iter()
+            .find(|r| (r.plan.link.index, r.plan.v4) == key && r.core.config().vrid == p.vrid)
+        else {
+            return;
+        };
+        warn!(
+            instance = r.plan.name.as_str();
+            "instance {}: {} sends VRRP for VRID {} wrapped in IPsec AH (IP protocol 51, keepalived's auth_type AH), which nginx-ha does not speak: neither node accepts the other's adverts and both may be MASTER; use auth_type PASS (VRRPv2 authPasswordFile) or none on both{}",
+            r.plan.name,
+            p.src,
+            p.vrid,
+            log_limit::more(more)
+        );
     }
 
     /// RFC 5798 §5.1.1.1/§5.1.2.1: a multicast advert comes from the
@@ -385,51 +507,242 @@ impl Daemon {
     }
 
     pub async fn on_net_event(&mut self, ev: NetEvent) {
-        if let NetEvent::Addresses(index) = &ev
-            && self.if_addrs.contains_key(index)
-            && let Ok(a) = self.net.addresses(*index).await
-        {
-            self.if_addrs.insert(*index, a);
-        }
         match ev {
-            NetEvent::Link(l) => {
-                for i in 0..self.insts.len() {
-                    let r = &self.insts[i];
-                    if r.plan.link.index != l.index || !r.plan.decl.track_interface {
-                        continue;
-                    }
-                    let why = (!l.up).then(|| format!("{} is down", l.name));
-                    self.set_fault(i, FaultSource::Link, why).await;
+            NetEvent::Link(l) => self.on_link(l).await,
+            NetEvent::LinkGone { index, name } => self.on_link_gone(index, &name).await,
+            NetEvent::Addresses(index) => self.on_addresses(index).await,
+            NetEvent::Resync => self.resync().await,
+        }
+    }
+
+    async fn on_link(&mut self, l: LinkInfo) {
+        // Instances are bound to an interface by name: one that was
+        // deleted and created again (a veth, VLAN or bond rebuilt) has a
+        // new index, and everything opened on the old one is dead.
+        for i in 0..self.insts.len() {
+            let p = &self.insts[i].plan.link;
+            if p.name != l.name {
+                continue;
+            }
+            if p.index != l.index {
+                self.rebind(i, l.clone()).await;
+            } else if p.mac != l.mac {
+                // Announcements must carry the interface's current MAC.
+                self.insts[i].plan.link.mac = l.mac;
+                self.announcers.remove(&l.index);
+                let plan = self.insts[i].plan.clone();
+                if let Err(e) = self.ensure_io(&plan) {
+                    error!(instance = plan.name.as_str(); "instance {}: {e}", plan.name);
                 }
             }
-            NetEvent::Addresses(index) => {
-                for i in 0..self.insts.len() {
-                    if self.insts[i].plan.link.index != index || self.insts[i].primary.is_some() {
-                        continue;
-                    }
-                    let Ok(on_link) = self.net.addresses(index).await else {
-                        continue;
-                    };
-                    if let Some(p) = self.insts[i].plan.pick_primary(&on_link) {
-                        // The instance is in FAULT and holds nothing, so its
-                        // core can be rebuilt with the source address.
-                        let now = self.now();
-                        let r = &mut self.insts[i];
-                        r.primary = Some(p);
-                        r.peers = r.plan.peers(Some(p));
-                        let mut core = Instance::new(r.plan.core_config(Some(p)));
-                        if let Some(why) = r.faults.values().next().cloned() {
-                            core.handle(now, Input::Fault(why));
-                        }
-                        core.handle(now, Input::Startup);
-                        r.core = core;
-                        info!("instance {}: source address {p} found", r.plan.name);
-                        self.apply_checks(i);
-                        let why = self.insts[i].plan.no_peer_reason(Some(p));
-                        self.set_fault(i, FaultSource::Address, why).await;
-                    }
+        }
+        for i in 0..self.insts.len() {
+            let r = &self.insts[i];
+            if r.plan.link.index != l.index || !r.plan.decl.track_interface {
+                continue;
+            }
+            let why = (!l.up).then(|| format!("{} is down", l.name));
+            self.set_fault(i, FaultSource::Link, why).await;
+        }
+    }
+
+    async fn on_link_gone(&mut self, index: u32, name: &str) {
+        let mut any = false;
+        for i in 0..self.insts.len() {
+            if self.insts[i].plan.link.index != index {
+                continue;
+            }
+            any = true;
+            // Whatever track_interface says: nothing can be served on an
+            // interface that does not exist.
+            let why = format!("{name} was deleted; waiting for it to come back");
+            self.set_fault(i, FaultSource::Link, Some(why)).await;
+        }
+        if any {
+            warn!("interface {name} (index {index}) was deleted");
+            // Its sockets see nothing any more; a re-created interface
+            // gets new ones (rebind).
+            self.sockets.retain(|(idx, _), _| *idx != index);
+            self.announcers.remove(&index);
+        }
+    }
+
+    /// Moves instance `i` onto the interface now called by its name.
+    async fn rebind(&mut self, i: usize, l: LinkInfo) {
+        let old = self.insts[i].plan.link.index;
+        let name = l.name.clone();
+        info!(
+            instance = self.insts[i].plan.name.as_str();
+            "instance {}: interface {name} is back (index {old} -> {}): re-opening its sockets",
+            self.insts[i].plan.name, l.index
+        );
+        if !self.insts[i].faults.contains_key(&FaultSource::Link) {
+            // The deletion was not seen (events lost): resign first, so
+            // nothing is held on the old index.
+            let why = format!("{name} was deleted; waiting for it to come back");
+            self.set_fault(i, FaultSource::Link, Some(why)).await;
+        }
+        self.insts[i].plan.link = l.clone();
+        self.sockets.retain(|(idx, _), _| *idx != old);
+        self.announcers.remove(&old);
+        let plan = self.insts[i].plan.clone();
+        if let Err(e) = self.ensure_io(&plan) {
+            error!(instance = plan.name.as_str(); "instance {}: {e}", plan.name);
+            let why = format!("{name}: {e}");
+            self.set_fault(i, FaultSource::Link, Some(why)).await;
+            return;
+        }
+        self.drop_unused_io();
+        self.refresh_primary(i).await;
+        let why = (!l.up && plan.decl.track_interface).then(|| format!("{name} is down"));
+        self.set_fault(i, FaultSource::Link, why).await;
+    }
+
+    async fn on_addresses(&mut self, index: u32) {
+        if !self.insts.iter().any(|r| r.plan.link.index == index) {
+            return;
+        }
+        let on_link = match self.net.addresses(index).await {
+            Ok(a) => a,
+            Err(e) => {
+                warn!("reading the addresses of interface {index}: {e}");
+                return;
+            }
+        };
+        self.if_addrs.insert(index, on_link.clone());
+        for i in 0..self.insts.len() {
+            if self.insts[i].plan.link.index != index {
+                continue;
+            }
+            if self.insts[i].primary.is_none() {
+                self.refresh_primary(i).await;
+            } else {
+                self.restore_vips(i, &on_link).await;
+            }
+        }
+    }
+
+    /// A MASTER holds its VIPs: one deleted by hand (or by another tool)
+    /// would leave the clients without service while every node reports
+    /// all is well, so it is added back and reported.
+    async fn restore_vips(&mut self, i: usize, on_link: &[(IpAddr, u8)]) {
+        let r = &self.insts[i];
+        if r.core.state() != State::Master || r.faults.contains_key(&FaultSource::Vip) {
+            return;
+        }
+        let missing: Vec<IpPrefix> = r
+            .plan
+            .vips
+            .iter()
+            .filter(|v| !on_link.iter().any(|(a, _)| *a == v.addr))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let (idx, name, ifname) = (
+            r.plan.link.index,
+            r.plan.name.clone(),
+            r.plan.link.name.clone(),
+        );
+        let now = self.now();
+        for v in &missing {
+            let key = format!("vip-restore {name} {v}");
+            if let Some(n) = self.log_limit.allow(&key, now) {
+                warn!(
+                    instance = name.as_str();
+                    "instance {name}: VIP {v} was removed from {ifname} while MASTER: adding it back{}",
+                    log_limit::more(n)
+                );
+            }
+            match self.net.add_addr(idx, v.addr, v.len).await {
+                Ok(()) => self.insts[i].vips_restored += 1,
+                Err(e) => {
+                    error!(instance = name.as_str(); "instance {name}: adding VIP {v} back: {e}")
                 }
             }
+        }
+        // Clients may have learnt in the meantime that nobody answers.
+        self.exec(i, vec![Action::Announce]).await;
+    }
+
+    /// Looks for the instance's source address again; once found (or
+    /// changed, on a re-created interface) the core is rebuilt with it.
+    /// Only called while the instance is in FAULT or has no address, so
+    /// it holds nothing that a new core would forget.
+    async fn refresh_primary(&mut self, i: usize) {
+        let index = self.insts[i].plan.link.index;
+        let on_link = match self.net.addresses(index).await {
+            Ok(a) => a,
+            Err(e) => {
+                warn!("reading the addresses of interface {index}: {e}");
+                return;
+            }
+        };
+        self.if_addrs.insert(index, on_link.clone());
+        let p = self.insts[i].plan.pick_primary(&on_link);
+        let now = self.now();
+        let r = &mut self.insts[i];
+        if p != r.primary {
+            r.primary = p;
+            r.peers = r.plan.peers(p);
+            if let Some(p) = p {
+                let mut core = Instance::new(r.plan.core_config(Some(p)));
+                if let Some(why) = r.faults.values().next().cloned() {
+                    core.handle(now, Input::Fault(why));
+                }
+                core.handle(now, Input::Startup);
+                r.core = core;
+                info!("instance {}: source address {p} found", r.plan.name);
+                self.apply_checks(i);
+            }
+        }
+        match p {
+            Some(p) => {
+                // Unicast peers that are all this node itself: nobody
+                // would hear the adverts, so every node would be master.
+                let why = self.insts[i].plan.no_peer_reason(Some(p));
+                self.set_fault(i, FaultSource::Address, why).await
+            }
+            None => {
+                let why = no_address_reason(&self.insts[i].plan);
+                self.set_fault(i, FaultSource::Address, Some(why)).await
+            }
+        }
+    }
+
+    /// After lost netlink events: read every interface we use again, and
+    /// act on what changed as if the events had arrived.
+    async fn resync(&mut self) {
+        warn!(
+            "netlink events were lost (receive buffer overrun): reading links and addresses again"
+        );
+        let names: std::collections::BTreeSet<String> = self
+            .insts
+            .iter()
+            .map(|r| r.plan.link.name.clone())
+            .collect();
+        for name in names {
+            match self.net.link(&name).await {
+                Ok(l) => self.on_link(l).await,
+                Err(NetError::NoSuchInterface(_)) => {
+                    let idx: Vec<u32> = self
+                        .insts
+                        .iter()
+                        .filter(|r| r.plan.link.name == name)
+                        .map(|r| r.plan.link.index)
+                        .collect();
+                    for index in idx {
+                        self.on_link_gone(index, &name).await;
+                    }
+                }
+                Err(e) => warn!("reading interface {name}: {e}"),
+            }
+        }
+        let indexes: std::collections::BTreeSet<u32> =
+            self.insts.iter().map(|r| r.plan.link.index).collect();
+        for index in indexes {
+            self.on_addresses(index).await;
         }
     }
 
@@ -593,6 +906,20 @@ impl Daemon {
                         }
                     }
                 }
+                Action::Reassert { src, priority } => {
+                    let now = self.now();
+                    let r = &self.insts[i];
+                    let key = format!("reassert {} {src}", r.plan.name);
+                    if let Some(n) = self.log_limit.allow(&key, now) {
+                        warn!(
+                            instance = r.plan.name.as_str();
+                            "instance {}: {src} advertises priority {priority} although this node is MASTER with priority {} (a healed split brain, or a backup that timed out): answered at once and re-announcing the VIPs{}",
+                            r.plan.name,
+                            r.core.priority(),
+                            log_limit::more(n)
+                        );
+                    }
+                }
                 Action::Announce => {
                     let now = self.now();
                     let r = &mut self.insts[i];
@@ -657,7 +984,7 @@ impl Daemon {
         } else {
             vec![IpAddr::V6(MCAST_V6)]
         };
-        let Some(sock) = self.sockets.get(&(r.plan.link.index, r.plan.v4)) else {
+        let Some(Rx { sock, .. }) = self.sockets.get(&(r.plan.link.index, r.plan.v4)) else {
             return;
         };
         for dst in dsts {
@@ -757,6 +1084,8 @@ impl Daemon {
                             priority_zero_sent: c.priority_zero_sent,
                             priority_zero_received: c.priority_zero_received,
                             address_mismatch: c.address_mismatch,
+                            lower_priority_answered: c.lower_priority_answered,
+                            vips_restored: r.vips_restored,
                             dropped: c.dropped.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
                         },
                     }
@@ -775,9 +1104,14 @@ impl Daemon {
             .collect();
         let mut dropped: BTreeMap<String, u64> = self
             .rx_dropped
+            .snapshot()
             .iter()
             .map(|(k, v)| (k.to_string(), *v))
             .collect();
+        let overruns: u64 = self.sockets.values().map(|rx| rx.sock.overruns()).sum();
+        if overruns > 0 {
+            dropped.insert("socket_overrun".into(), overruns);
+        }
         let overflow = self.overflow.load(Ordering::Relaxed);
         if overflow > 0 {
             dropped.insert("queue_full".into(), overflow);
@@ -908,30 +1242,17 @@ fn no_address_reason(plan: &Plan) -> String {
     }
 }
 
-fn spawn_reader(
-    key: PacketKey,
+/// A VRRP socket and the tasks that read it (and, for IPv4, the AH
+/// socket's); the tasks end with it.
+struct Rx {
     sock: Arc<VrrpSocket>,
-    tx: mpsc::Sender<(PacketKey, Received)>,
-    overflow: Arc<AtomicU64>,
-) {
-    tokio::spawn(async move {
-        loop {
-            match sock.recv().await {
-                Ok(pkt) => match tx.try_send((key, pkt)) {
-                    Ok(()) => {}
-                    // Under a flood the queue fills; the excess is counted
-                    // and dropped rather than queued without bound.
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        overflow.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => break,
-                },
-                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {}
-                Err(e) => {
-                    warn!("VRRP socket on ifindex {}: {e}", sock.ifindex());
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
+    readers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Rx {
+    fn drop(&mut self) {
+        for r in &self.readers {
+            r.abort();
         }
-    });
+    }
 }

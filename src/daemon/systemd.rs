@@ -47,5 +47,41 @@ pub fn watchdog_interval() -> Option<Duration> {
     {
         return None;
     }
-    (usec > 0).then(|| Duration::from_micros(usec / 2))
+    watchdog_period(usec)
+}
+
+/// Below this the pings would be the loop's main work; a watchdog that
+/// short cannot be met by any daemon, so it is met as well as is sane.
+const MIN_WATCHDOG_PING: Duration = Duration::from_millis(10);
+
+/// Half of `usec`, never zero (tokio's interval panics on zero, and
+/// WATCHDOG_USEC=1 comes straight from the environment).
+fn watchdog_period(usec: u64) -> Option<Duration> {
+    if usec == 0 {
+        return None;
+    }
+    let half = Duration::from_micros(usec / 2);
+    if half < MIN_WATCHDOG_PING {
+        warn!(
+            "WATCHDOG_USEC={usec} is shorter than this daemon can serve; pinging every {:?}",
+            MIN_WATCHDOG_PING
+        );
+        return Some(MIN_WATCHDOG_PING);
+    }
+    Some(half)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watchdog_period_is_never_zero() {
+        assert_eq!(watchdog_period(0), None);
+        for usec in [1, 2, 3, 19_999] {
+            assert_eq!(watchdog_period(usec), Some(MIN_WATCHDOG_PING), "{usec}");
+        }
+        assert_eq!(watchdog_period(2_000_000), Some(Duration::from_secs(1)));
+        assert!(watchdog_period(u64::MAX).is_some());
+    }
 }

@@ -33,8 +33,17 @@ pub struct LinkInfo {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NetEvent {
     Link(LinkInfo),
+    /// The interface was deleted (its index will not come back; an
+    /// interface of the same name would get a new one).
+    LinkGone {
+        index: u32,
+        name: String,
+    },
     /// Addresses on this interface changed.
     Addresses(u32),
+    /// The kernel dropped events (ENOBUFS: our socket buffer overran), so
+    /// what we know of links and addresses may be stale: look again.
+    Resync,
 }
 
 #[derive(Clone)]
@@ -91,24 +100,19 @@ impl Net {
         tokio::spawn(conn);
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
+            // netlink-proto reports ENOBUFS as an Overrun message and ends
+            // the stream only on errors it cannot recover from.
             while let Some((msg, _)) = messages.next().await {
-                let ev = match msg.payload {
-                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l))
-                    | NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
-                        Some(NetEvent::Link(link_info(&l)))
-                    }
-                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a))
-                    | NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(a)) => {
-                        Some(NetEvent::Addresses(a.header.index))
-                    }
-                    _ => None,
-                };
+                let ev = event_of(msg.payload);
                 if let Some(ev) = ev
                     && tx.send(ev).is_err()
                 {
                     break;
                 }
             }
+            log::error!(
+                "the netlink event stream ended: link and address changes are no longer seen"
+            );
         });
         Ok(rx)
     }
@@ -185,6 +189,28 @@ impl Net {
             }
         }
         Ok(())
+    }
+}
+
+/// What a multicast message means to the daemon.
+fn event_of(payload: NetlinkPayload<RouteNetlinkMessage>) -> Option<NetEvent> {
+    match payload {
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
+            Some(NetEvent::Link(link_info(&l)))
+        }
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
+            let l = link_info(&l);
+            Some(NetEvent::LinkGone {
+                index: l.index,
+                name: l.name,
+            })
+        }
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a))
+        | NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(a)) => {
+            Some(NetEvent::Addresses(a.header.index))
+        }
+        NetlinkPayload::Overrun(_) => Some(NetEvent::Resync),
+        _ => None,
     }
 }
 

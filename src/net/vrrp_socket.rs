@@ -10,13 +10,22 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
 use tokio::io::unix::AsyncFd;
 
 pub struct VrrpSocket {
     fd: AsyncFd<Socket>,
     ifindex: u32,
     v4: bool,
+    /// Datagrams the kernel dropped because this socket's buffer was full
+    /// (SO_RXQ_OVFL, as of the last datagram read).
+    overruns: AtomicU32,
 }
+
+/// Room for a burst of adverts (and of junk) while the loop is busy: at
+/// ~800 bytes of kernel overhead per small datagram the default 208 KiB
+/// held only a few hundred.
+const RCVBUF: i32 = 4 << 20;
 
 /// One received datagram: the VRRP message and the IP facts around it.
 pub struct Received {
@@ -74,23 +83,43 @@ impl VrrpSocket {
             setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
             setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_TCLASS, 0xc0)?;
         }
+        // CAP_NET_ADMIN may exceed net.core.rmem_max; without it, the
+        // plain option is capped there, which is still better than the
+        // default.
+        if setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, RCVBUF).is_err() {
+            let _ = setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, RCVBUF);
+        }
+        // Overruns are counted, not silent (status: dropped.socket_overrun).
+        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)?;
         // SAFETY: the Socket owns its fd, and AsyncFd keeps it (and so the
         // fd) alive and unchanged until it deregisters on drop.
         let fd = unsafe { AsyncFd::register(s)? };
-        Ok(VrrpSocket { fd, ifindex, v4 })
+        Ok(VrrpSocket {
+            fd,
+            ifindex,
+            v4,
+            overruns: AtomicU32::new(0),
+        })
     }
 
     pub fn ifindex(&self) -> u32 {
         self.ifindex
     }
 
-    /// Waits for and returns the next datagram. Datagrams whose IP facts
-    /// cannot be read are returned as errors of kind InvalidData, so the
-    /// caller can count them and carry on.
-    pub async fn recv(&self) -> io::Result<Received> {
+    /// Datagrams the kernel dropped on this socket for lack of buffer.
+    pub fn overruns(&self) -> u64 {
+        u64::from(self.overruns.load(Ordering::Relaxed))
+    }
+
+    /// Waits for and returns the next datagram. A datagram that cannot be
+    /// a VRRP message at all (too large, IP facts unreadable) is the inner
+    /// error: the counter name to drop it under.
+    pub async fn recv(&self) -> io::Result<Result<Received, &'static str>> {
         loop {
             let mut guard = self.fd.readable().await?;
-            match guard.try_io(|inner| recv_one(inner.get_ref().as_raw_fd(), self.v4)) {
+            let r = guard
+                .try_io(|inner| recv_one(inner.get_ref().as_raw_fd(), self.v4, &self.overruns));
+            match r {
                 Ok(r) => return r,
                 Err(_would_block) => continue,
             }
@@ -104,8 +133,17 @@ impl VrrpSocket {
     }
 }
 
-fn recv_one(fd: RawFd, v4: bool) -> io::Result<Received> {
-    let mut buf = vec![0u8; 2048];
+/// The largest VRRP datagram: an IPv4 header with options (60), or none
+/// for IPv6 (the kernel strips it), plus a v3 IPv6 advert with 255
+/// addresses (8 + 255 * 16). Anything longer is not VRRP.
+const MAX_DATAGRAM: usize = 60 + 8 + 255 * 16 + 8;
+
+fn recv_one(
+    fd: RawFd,
+    v4: bool,
+    overruns: &AtomicU32,
+) -> io::Result<Result<Received, &'static str>> {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
     // SAFETY: zeroed C structs are valid initial values.
     let mut name: libc::sockaddr_storage = unsafe { zeroed() };
     let mut cbuf = [0u64; 16];
@@ -126,14 +164,30 @@ fn recv_one(fd: RawFd, v4: bool) -> io::Result<Received> {
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
+    // SAFETY: walking the control messages the kernel wrote into cbuf,
+    // bounded by msg_controllen, with the libc CMSG helpers.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&mh);
+        while !c.is_null() {
+            let h = &*c;
+            if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SO_RXQ_OVFL {
+                let n = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<u32>());
+                overruns.store(n, Ordering::Relaxed);
+            }
+            c = libc::CMSG_NXTHDR(&mh, c);
+        }
+    }
+    if mh.msg_flags & libc::MSG_TRUNC != 0 {
+        // Cut to the buffer, it could even decode; it is not what was sent.
+        return Ok(Err("oversized"));
+    }
     let n = n as usize;
     buf.truncate(n);
-    let bad = |what: &'static str| io::Error::new(io::ErrorKind::InvalidData, what);
     if v4 {
-        parse_ipv4(&buf).map_err(bad)
+        Ok(parse_ipv4(&buf).map_err(|_| "bad_ip_header"))
     } else {
         if name.ss_family as i32 != libc::AF_INET6 {
-            return Err(bad("no IPv6 source address"));
+            return Ok(Err("bad_ip_header"));
         }
         // SAFETY: the family says this is a sockaddr_in6.
         let sin6: libc::sockaddr_in6 =
@@ -148,25 +202,109 @@ fn recv_one(fd: RawFd, v4: bool) -> io::Result<Received> {
             while !c.is_null() {
                 let h = &*c;
                 if h.cmsg_level == libc::IPPROTO_IPV6 && h.cmsg_type == libc::IPV6_PKTINFO {
-                    let pi = *(libc::CMSG_DATA(c).cast::<libc::in6_pktinfo>());
+                    let pi =
+                        std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::in6_pktinfo>());
                     dst = Some(Ipv6Addr::from(pi.ipi6_addr.s6_addr));
                 } else if h.cmsg_level == libc::IPPROTO_IPV6 && h.cmsg_type == libc::IPV6_HOPLIMIT {
-                    hops = Some(*(libc::CMSG_DATA(c).cast::<libc::c_int>()));
+                    hops = Some(std::ptr::read_unaligned(
+                        libc::CMSG_DATA(c).cast::<libc::c_int>(),
+                    ));
                 }
                 c = libc::CMSG_NXTHDR(&mh, c);
             }
         }
         let (Some(dst), Some(hops)) = (dst, hops) else {
-            return Err(bad("missing IPv6 packet info"));
+            return Ok(Err("bad_ip_header"));
         };
-        Ok(Received {
+        Ok(Ok(Received {
             ip: IpMeta {
                 src: src.into(),
                 dst: dst.into(),
                 ttl: u8::try_from(hops).unwrap_or(0),
             },
             msg: buf,
-        })
+        }))
+    }
+}
+
+/// IP protocol 51: IPsec Authentication Header (RFC 4302).
+const IP_PROTO_AH: i32 = 51;
+
+/// A raw socket for AH packets on one interface. keepalived's `auth_type
+/// AH` (VRRPv2 over IPv4) wraps adverts in AH; nginx-ha does not speak
+/// it, and without this socket such a peer is invisible: two masters and
+/// no trace. It only reports who sends them, for one log line.
+pub struct AhSocket {
+    fd: AsyncFd<Socket>,
+}
+
+/// An AH-wrapped VRRP message seen on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AhVrrp {
+    pub src: Ipv4Addr,
+    pub vrid: u8,
+}
+
+impl AhSocket {
+    /// Opens it on `ifname`; the VRRP socket on the interface has joined
+    /// the multicast group already.
+    pub fn open(ifname: &str) -> io::Result<AhSocket> {
+        let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(IP_PROTO_AH)))?;
+        s.set_nonblocking(true)?;
+        s.bind_device(Some(ifname.as_bytes()))?;
+        // SAFETY: as for VrrpSocket::open.
+        let fd = unsafe { AsyncFd::register(s)? };
+        Ok(AhSocket { fd })
+    }
+
+    /// The next AH packet that carries VRRP; other AH traffic is skipped.
+    pub async fn recv(&self) -> io::Result<AhVrrp> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            let r = guard.try_io(|inner| {
+                let mut buf = [0u8; 128];
+                // Only the headers matter: a longer datagram is cut, which
+                // is fine here.
+                // SAFETY: buf is a live buffer of the stated length.
+                let n = unsafe {
+                    libc::recv(
+                        inner.get_ref().as_raw_fd(),
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                        libc::MSG_DONTWAIT,
+                    )
+                };
+                if n < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(parse_ah_vrrp(&buf[..n as usize]))
+            });
+            match r {
+                Ok(Ok(Some(p))) => return Ok(p),
+                Ok(Ok(None)) => continue,
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+/// IPv4 header, AH header (RFC 4302 §2: next header, payload length in
+/// 32-bit words minus 2, ...), then a VRRP header: its VRID.
+pub fn parse_ah_vrrp(buf: &[u8]) -> Option<AhVrrp> {
+    let r = parse_ipv4(buf).ok()?;
+    let ah = &r.msg;
+    if ah.len() < 12 || ah[0] != IP_PROTO_VRRP {
+        return None;
+    }
+    let ah_len = (usize::from(ah[1]) + 2) * 4;
+    let vrrp = ah.get(ah_len..)?;
+    if vrrp.len() < 2 || vrrp[0] >> 4 != 2 {
+        return None;
+    }
+    match r.ip.src {
+        IpAddr::V4(src) => Some(AhVrrp { src, vrid: vrrp[1] }),
+        IpAddr::V6(_) => None,
     }
 }
 
@@ -276,6 +414,27 @@ mod tests {
         for n in 0..64 {
             let junk: Vec<u8> = (0..n).map(|i| (i * 37 + n) as u8).collect();
             let _ = parse_ipv4(&junk);
+            let _ = parse_ah_vrrp(&junk);
         }
+    }
+
+    #[test]
+    fn ah_wrapped_vrrp_names_its_vrid() {
+        // IPv4 (proto 51) | AH: next 112, len 4 (24 bytes: 12 + 12-byte
+        // HMAC-96 ICV) | VRRPv2 advert for VRID 51.
+        let mut pkt = vec![
+            0x45, 0xc0, 0, 64, 0, 1, 0, 0, 255, 51, 0, 0, 192, 0, 2, 13, 224, 0, 0, 18,
+        ];
+        pkt.extend_from_slice(&[112, 4, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1]);
+        pkt.extend_from_slice(&[0xaa; 12]);
+        pkt.extend_from_slice(&[0x21, 51, 100, 1, 2, 1, 0, 0, 192, 0, 2, 100]);
+        let p = parse_ah_vrrp(&pkt).unwrap();
+        assert_eq!(p.vrid, 51);
+        assert_eq!(p.src, Ipv4Addr::new(192, 0, 2, 13));
+        // AH around something else, or cut short: not ours.
+        let mut other = pkt.clone();
+        other[20] = 6;
+        assert_eq!(parse_ah_vrrp(&other), None);
+        assert_eq!(parse_ah_vrrp(&pkt[..45]), None);
     }
 }

@@ -148,6 +148,12 @@ pub enum Action {
     RemoveVips,
     /// Gratuitous ARP / unsolicited NA for the VIPs.
     Announce,
+    /// A master heard `src` advertise a lower priority and answered it
+    /// (with an advert and announcements): for the log.
+    Reassert {
+        src: IpAddr,
+        priority: u8,
+    },
     Transition {
         from: State,
         to: State,
@@ -191,6 +197,9 @@ pub struct Counters {
     pub priority_zero_received: u64,
     /// Received with VIPs different from ours (RFC 5798 §7.1: log, continue).
     pub address_mismatch: u64,
+    /// Lower-priority adverts a master answered (another node thought it
+    /// was master: split brain healed, or a fast backup timed out).
+    pub lower_priority_answered: u64,
     pub dropped: BTreeMap<&'static str, u64>,
 }
 
@@ -479,6 +488,11 @@ impl Instance {
             }
         }
         if self.cfg.priority == OWNER_PRIORITY {
+            // The owner drops every advert (RFC 5798 §7.1) but, like any
+            // master, answers a node that believes it is master instead.
+            if self.state == State::Master && adv.priority != 0 && adv.priority < OWNER_PRIORITY {
+                self.reassert(now, src, adv.priority, out);
+            }
             return self.count_drop(DropReason::WeAreOwner);
         }
         if !matches!(self.state, State::Backup | State::Master) {
@@ -538,6 +552,13 @@ impl Instance {
         let higher = adv.priority > self.priority
             || (adv.priority == self.priority && addr_greater(src, self.cfg.primary_addr));
         if higher {
+            // Departure from RFC 5798 §6.4.3: one last advert before
+            // yielding. When a split brain heals, each master may hear the
+            // other first; if this one yielded silently, the winner would
+            // never hear a lower priority and never re-announce, and the
+            // clients that followed this node would stay lost.
+            let p = self.priority;
+            self.send(p, out);
             self.adver_timer = None;
             if self.cfg.version == Version::V3 {
                 self.master_adver_interval_cs = adv.interval_cs;
@@ -554,7 +575,26 @@ impl Instance {
                 },
                 out,
             );
+        } else {
+            // Departure from RFC 5798 §6.4.3 ("discard"), as keepalived
+            // does: a lower-priority advert means another node believes it
+            // is master (a healed split brain, or a backup with a shorter
+            // interval that timed out before our next advert). Silence
+            // would leave it master until our Adver_Timer, and leave the
+            // clients whose ARP/ND caches followed it pointing at a node
+            // that is about to drop the VIP. Answer at once so it yields,
+            // and re-announce so the clients come back.
+            self.reassert(now, src, adv.priority, out);
         }
+    }
+
+    fn reassert(&mut self, now: Time, src: IpAddr, priority: u8, out: &mut Vec<Action>) {
+        self.counters.lower_priority_answered += 1;
+        let p = self.priority;
+        self.send(p, out);
+        self.adver_timer = Some(now + cs(self.cfg.advert_interval_cs));
+        out.push(Action::Announce);
+        out.push(Action::Reassert { src, priority });
     }
 }
 

@@ -436,6 +436,9 @@ http {{
             .arg(d.join("run"))
             .arg("--state-dir")
             .arg(d.join("state"))
+            // The lab runs as root; the daemon refuses that unless told it
+            // is meant (or given --user).
+            .args((!args.contains(&"--user")).then_some("--allow-root"))
             .args(args)
             .envs(env.iter().copied())
             .env("NGINX_HA_LOG_STDERR", "1")

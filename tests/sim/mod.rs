@@ -59,6 +59,8 @@ pub struct Sim {
     /// (time, number of masters) at every change of that number.
     pub master_count_log: Vec<(Duration, usize)>,
     pub transitions: Vec<(Duration, usize, State, State)>,
+    /// (time, node) of every gratuitous ARP / NA burst started.
+    pub announcements: Vec<(Duration, usize)>,
 }
 
 pub fn addr(i: usize) -> IpAddr {
@@ -102,6 +104,7 @@ impl Sim {
             blocked: BTreeSet::new(),
             master_count_log: vec![(Duration::ZERO, 0)],
             transitions: Vec::new(),
+            announcements: Vec::new(),
         }
     }
 
@@ -177,7 +180,8 @@ impl Sim {
                 Action::Transition { from: f, to, .. } => {
                     self.transitions.push((self.now, from, f, to));
                 }
-                Action::AddVips | Action::RemoveVips | Action::Announce => {}
+                Action::Announce => self.announcements.push((self.now, from)),
+                Action::AddVips | Action::RemoveVips | Action::Reassert { .. } => {}
             }
         }
         self.record();
