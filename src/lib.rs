@@ -11,6 +11,7 @@ pub mod file_read;
 pub mod health;
 pub mod logging;
 pub mod net;
+pub mod node;
 pub mod privileges;
 pub mod render;
 pub mod vrrp;

@@ -3,10 +3,10 @@
 //! requests into core inputs, and carries out the actions the core returns.
 
 pub mod control;
+mod driver;
 mod hooks;
 pub mod lock;
 mod log_limit;
-mod node;
 mod rx;
 pub mod setup;
 mod state_file;
@@ -15,8 +15,8 @@ mod systemd;
 use crate::config::{self, LoadError};
 use crate::net::netlink::{Net, NetError};
 use crate::privileges::{self, PrivError};
+use driver::Daemon;
 use log::{error, info};
-use node::Daemon;
 use setup::SetupError;
 use std::path::PathBuf;
 use tokio::signal::unix::{SignalKind, signal};
