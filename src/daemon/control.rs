@@ -3,10 +3,7 @@
 //! `nginx-ha maintenance on|off` are its clients.
 
 use super::{DaemonError, io_err};
-use crate::health::stub_status::StubStatus;
 use log::warn;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -49,70 +46,7 @@ pub struct Request {
     pub reply: oneshot::Sender<String>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Counters {
-    pub adverts_sent: u64,
-    pub adverts_received: u64,
-    pub priority_zero_sent: u64,
-    pub priority_zero_received: u64,
-    pub address_mismatch: u64,
-    /// Lower-priority adverts answered while master (another node thought
-    /// it was master).
-    #[serde(default)]
-    pub lower_priority_answered: u64,
-    /// VIPs found deleted while master and added back.
-    #[serde(default)]
-    pub vips_restored: u64,
-    pub dropped: BTreeMap<String, u64>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Transition {
-    pub seconds_ago: f64,
-    pub reason: String,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct InstanceStatus {
-    pub name: String,
-    pub state: String,
-    pub priority: u8,
-    pub effective_priority: u8,
-    pub interface: String,
-    pub virtual_router_id: u8,
-    pub version: u8,
-    pub virtual_ips: Vec<String>,
-    pub master_address: Option<String>,
-    pub last_transition: Option<Transition>,
-    pub faults: Vec<String>,
-    pub counters: Counters,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct CheckStatus {
-    pub name: String,
-    /// None while the check has not yet decided (it counts as failing).
-    pub healthy: Option<bool>,
-    pub detail: String,
-    pub weight: i64,
-    pub seconds_since_change: f64,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Status {
-    pub node: String,
-    pub maintenance: bool,
-    pub instances: Vec<InstanceStatus>,
-    pub checks: Vec<CheckStatus>,
-    pub nginx: Option<StubStatus>,
-    /// Packets dropped before reaching an instance, by reason.
-    pub dropped: BTreeMap<String, u64>,
-}
+pub use crate::node::status::{CheckStatus, Counters, InstanceStatus, Status, Transition};
 
 /// Connections served at once. Each costs a file descriptor and a task;
 /// more are answered "busy" at once instead of queueing without bound.

@@ -6,7 +6,7 @@ pub mod control;
 mod driver;
 mod hooks;
 pub mod lock;
-mod log_limit;
+
 mod rx;
 pub mod setup;
 mod state_file;

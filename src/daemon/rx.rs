@@ -3,7 +3,7 @@
 //! counted and dropped here instead of filling the bounded queue and
 //! starving real adverts behind it.
 
-use super::log_limit::{self, LogLimit};
+use crate::node::log_limit::{self, LogLimit};
 use crate::net::vrrp_socket::{AhSocket, AhVrrp, VrrpSocket};
 use crate::vrrp::packet::{Advert, ChecksumStyle, DecodeError, IpMeta, VRRP_TTL};
 use log::warn;

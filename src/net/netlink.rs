@@ -21,14 +21,7 @@ pub enum NetError {
     Io(#[from] std::io::Error),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LinkInfo {
-    pub index: u32,
-    pub name: String,
-    /// Administratively up and with carrier.
-    pub up: bool,
-    pub mac: Option<[u8; 6]>,
-}
+pub use crate::node::plan::LinkInfo;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NetEvent {

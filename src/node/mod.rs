@@ -9,7 +9,10 @@
 pub mod announce;
 pub mod checks;
 pub mod faults;
+pub mod log_limit;
+pub mod plan;
 pub mod rx_filter;
+pub mod status;
 
 #[cfg(test)]
 mod purity {
@@ -33,6 +36,7 @@ mod purity {
             ("node/announce.rs", include_str!("announce.rs")),
             ("node/checks.rs", include_str!("checks.rs")),
             ("node/faults.rs", include_str!("faults.rs")),
+            ("node/plan.rs", include_str!("plan.rs")),
             ("node/rx_filter.rs", include_str!("rx_filter.rs")),
             ("vrrp/instance.rs", include_str!("../vrrp/instance.rs")),
             ("vrrp/packet.rs", include_str!("../vrrp/packet.rs")),

@@ -9,6 +9,7 @@
 //! centiseconds, so Skew_Time is never truncated (at 1 s adverts and
 //! priority 100 it is 609.375 ms, not 600 ms or, in integer seconds, 0).
 
+use serde::{Deserialize, Serialize};
 use super::packet::{Advert, Auth, ChecksumStyle, Version};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -50,7 +51,7 @@ pub struct Config {
     pub fast_takeover: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum State {
     Initialize,
     Backup,
@@ -101,7 +102,7 @@ pub enum Input {
 }
 
 /// Why a transition happened, for logs and `status`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reason {
     Startup,
     AddressOwner,

@@ -7,6 +7,7 @@
 //! authentication and the checksum variant are judged by the receiver,
 //! which knows what it expects.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -24,7 +25,7 @@ const V2_AUTH_LEN: usize = 8;
 /// The v3 interval field is 12 bits of centiseconds (RFC 5798 §5.2.7).
 pub const V3_MAX_INTERVAL_CS: u16 = 0x0fff;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Version {
     V2,
     V3,
@@ -41,7 +42,7 @@ impl Version {
 
 /// VRRPv2 authentication (RFC 3768 §5.3.6). Type 2 (IP AH) was removed
 /// from the protocol and is refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Auth {
     None,
     /// Up to 8 bytes, zero padded on the wire.
@@ -66,7 +67,7 @@ impl Auth {
 /// 224.0.0.18 as the destination even for unicast (seen in captures of
 /// keepalived 2.2.7, tests/fixtures/keepalived). A receiver accepts a
 /// variant only when configured to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChecksumStyle {
     Rfc,
     AsV2,
@@ -74,7 +75,7 @@ pub enum ChecksumStyle {
 }
 
 /// A decoded (or to-be-encoded) advertisement.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Advert {
     pub version: Version,
     pub vrid: u8,

@@ -12,7 +12,7 @@ mod verdicts;
 
 use super::control::{self, CheckStatus, Command, Counters, InstanceStatus, Request, Status};
 use super::hooks::{Hooks, Job};
-use super::log_limit::{self, LogLimit};
+use crate::node::log_limit::{self, LogLimit};
 use super::rx::{self, Drops, Inbound, Sink};
 use super::setup::{self, Loaded, Plan};
 use super::{DaemonError, Options, io_err, state_file, systemd};
