@@ -3,8 +3,8 @@
 //! counted and dropped here instead of filling the bounded queue and
 //! starving real adverts behind it.
 
-use crate::node::log_limit::{self, LogLimit};
 use crate::net::vrrp_socket::{AhSocket, AhVrrp, VrrpSocket};
+use crate::node::log_limit::{self, LogLimit};
 use crate::vrrp::packet::{Advert, ChecksumStyle, DecodeError, IpMeta, VRRP_TTL};
 use log::warn;
 use std::collections::BTreeMap;

@@ -69,4 +69,3 @@ pub struct Status {
     /// Packets dropped before reaching an instance, by reason.
     pub dropped: BTreeMap<String, u64>,
 }
-

@@ -9,8 +9,8 @@
 //! centiseconds, so Skew_Time is never truncated (at 1 s adverts and
 //! priority 100 it is 609.375 ms, not 600 ms or, in integer seconds, 0).
 
-use serde::{Deserialize, Serialize};
 use super::packet::{Advert, Auth, ChecksumStyle, Version};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;

@@ -1,36 +1,28 @@
-//! The daemon's state: running instances, their sockets, faults, checks,
-//! and how core actions become packets, addresses, logs and hooks. The
-//! policy itself is pure (`crate::node`, `crate::vrrp`); this is the I/O
-//! around it, one file per kind of event.
+//! The I/O shell around the node (`crate::node`): it owns the sockets,
+//! netlink, the health check tasks, the hooks and the control socket's
+//! requests, turns what happens on them into `Event`s for the node, and
+//! carries out the `Command`s the node returns. No policy lives here.
 
-mod actions;
-mod links;
+mod commands;
+mod events;
 mod operate;
-mod packets;
-mod reload;
-mod verdicts;
 
-use super::control::{self, CheckStatus, Command, Counters, InstanceStatus, Request, Status};
+use super::control::{self, Request, Status};
 use super::hooks::{Hooks, Job};
-use crate::node::log_limit::{self, LogLimit};
 use super::rx::{self, Drops, Inbound, Sink};
 use super::setup::{self, Loaded, Plan};
 use super::{DaemonError, Options, io_err, state_file, systemd};
-use crate::config::{Declaration, IpPrefix};
+use crate::config::Declaration;
 use crate::health::stub_status::StubStatus;
-use crate::health::{self, Event, Verdict};
+use crate::health::{self, Event as HealthEvent};
 use crate::net::announce::Announcer;
-use crate::net::netlink::{LinkInfo, Net, NetError, NetEvent};
-use crate::net::vrrp_socket::{AhSocket, AhVrrp, VrrpSocket};
-use crate::node::announce::{Announcements, Schedule};
-use crate::node::checks::Checks;
-use crate::node::faults::{FaultSource, Faults};
-use crate::node::rx_filter::{self, Listener};
-use crate::vrrp::instance::{Action, Input, Instance, State};
-use crate::vrrp::packet::{Advert, Auth, MCAST_V4, MCAST_V6, Version};
+use crate::net::netlink::{Net, NetError, NetEvent};
+use crate::net::vrrp_socket::{AhSocket, VrrpSocket};
+use crate::node::Node;
+use crate::node::event::{Command, Event};
+use crate::vrrp::instance::State;
 use log::{error, info, warn};
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -40,44 +32,25 @@ use tokio::time::Instant;
 pub use super::rx::PacketKey;
 const MAINTENANCE_FILE: &str = "maintenance";
 
-/// How long after a failed VIP add the instance tries again.
-const VIP_RETRY: Duration = Duration::from_secs(5);
-
-struct Running {
-    plan: Plan,
-    core: Instance,
-    primary: Option<IpAddr>,
-    peers: Vec<IpAddr>,
-    faults: Faults,
-    announce: Announcements,
-    vip_retry: Option<Duration>,
-    /// VIPs found deleted while master and added back.
-    vips_restored: u64,
-}
-
 pub struct Daemon {
     opts: Options,
     decl: Declaration,
     start: Instant,
     net: Net,
-    insts: Vec<Running>,
+    node: Node,
     sockets: BTreeMap<PacketKey, Rx>,
-    announcers: BTreeMap<u32, Announcer>,
+    announcers: BTreeMap<u32, (Announcer, [u8; 6])>,
     pkt_tx: mpsc::Sender<(PacketKey, Inbound)>,
-    health_tx: mpsc::UnboundedSender<Event>,
+    health_tx: mpsc::UnboundedSender<HealthEvent>,
     checks_running: health::Running,
-    checks: Checks,
     stub: Option<StubStatus>,
-    maintenance: bool,
     hooks: Hooks,
     rx_dropped: Drops,
-    /// Addresses on each interface we use, for the source-subnet check.
-    if_addrs: BTreeMap<u32, Vec<(IpAddr, u8)>>,
     /// Adverts the reader tasks dropped because the loop was behind.
     overflow: Arc<AtomicU64>,
-    log_limit: LogLimit,
 }
 
+/// The configured checks by name, with their weights.
 fn check_weights(d: &Declaration) -> BTreeMap<String, i64> {
     let mut w = BTreeMap::new();
     if d.checks.nginx.enable {
@@ -95,30 +68,24 @@ impl Daemon {
         decl: Declaration,
         net: Net,
         pkt_tx: mpsc::Sender<(PacketKey, Inbound)>,
-        health_tx: mpsc::UnboundedSender<Event>,
+        health_tx: mpsc::UnboundedSender<HealthEvent>,
     ) -> Daemon {
         let maintenance = opts.state_dir.join(MAINTENANCE_FILE).exists();
-        let start = Instant::now();
-        let checks = Checks::new(check_weights(&decl), Duration::ZERO);
         Daemon {
+            node: Node::new(check_weights(&decl), maintenance),
             opts,
             decl,
-            start,
+            start: Instant::now(),
             net,
-            insts: Vec::new(),
             sockets: BTreeMap::new(),
             announcers: BTreeMap::new(),
             pkt_tx,
             health_tx,
             checks_running: health::Running::default(),
-            checks,
             stub: None,
-            maintenance,
             hooks: Hooks::start(),
             rx_dropped: Drops::default(),
-            if_addrs: BTreeMap::new(),
             overflow: Arc::new(AtomicU64::new(0)),
-            log_limit: LogLimit::default(),
         }
     }
 
@@ -127,96 +94,62 @@ impl Daemon {
     }
 
     pub fn instance_count(&self) -> usize {
-        self.insts.len()
+        self.node.instance_count()
     }
 
     pub fn start_checks(&mut self) {
         self.checks_running.sync(&self.decl.checks, &self.health_tx);
     }
 
-    /// Opens what the instance needs, cleans its stale VIPs, and adds it
-    /// (not started yet).
+    /// Hands the node an instance with the addresses on its interface; a
+    /// socket that cannot be opened at start-up is an error, not a FAULT.
     pub async fn add_instance(&mut self, plan: Plan) -> Result<(), DaemonError> {
-        let idx = plan.link.index;
-        // A crash leaves VIPs behind; holding them while not master would
-        // answer for an address another node owns.
-        let on_link = self.net.addresses(idx).await?;
-        for v in &plan.vips {
-            if on_link.iter().any(|(a, _)| *a == v.addr) {
-                warn!(
-                    instance = plan.name.as_str();
-                    "instance {}: removing stale VIP {} from {}",
-                    plan.name, v, plan.link.name
-                );
-                self.net.del_addr(idx, v.addr).await?;
-            }
-        }
-        self.ensure_io(&plan)?;
-        let on_link = self.net.addresses(idx).await?;
-        let primary = plan.pick_primary(&on_link);
-        self.if_addrs.insert(idx, on_link);
-        // Not started yet: the state machine hears of these at start-up.
-        let mut faults = Faults::default();
-        if self.maintenance {
-            faults.set(FaultSource::Maintenance, Some("maintenance mode".into()));
-        }
-        if !plan.link.up && plan.decl.track_interface {
-            faults.set(
-                FaultSource::Link,
-                Some(format!("{} is down", plan.link.name)),
-            );
-        }
-        if primary.is_none() {
-            faults.set(FaultSource::Address, Some(no_address_reason(&plan)));
-        } else if let Some(why) = plan.no_peer_reason(primary) {
-            faults.set(FaultSource::Address, Some(why));
-        }
-        let peers = plan.peers(primary);
-        info!(
-            instance = plan.name.as_str();
-            "instance {}: VRRPv{} vrid {} on {} from {}, priority {}, {}{}",
-            plan.name,
-            plan.decl.version,
-            plan.decl.virtual_router_id,
-            plan.link.name,
-            primary.map_or("(no address yet)".to_string(), |p| p.to_string()),
-            plan.priority,
-            if plan.unicast() {
-                format!("unicast to {peers:?}")
-            } else {
-                "multicast".into()
-            },
-            if plan.fast_takeover(primary) {
-                ", fast takeover"
-            } else {
-                ""
-            }
-        );
-        let core = Instance::new(plan.core_config(primary));
+        let on_link = self.net.addresses(plan.link.index).await?;
         state_file::write(&self.opts.runtime_dir, &plan.name, State::Initialize);
-        self.insts.push(Running {
-            plan,
-            core,
-            primary,
-            peers,
-            faults,
-            announce: Announcements::default(),
-            vip_retry: None,
-            vips_restored: 0,
-        });
-        let i = self.insts.len() - 1;
-        self.apply_checks(i);
-        Ok(())
+        let cmds = self.node.handle(
+            self.now(),
+            Event::Add {
+                plan: Box::new(plan),
+                on_link,
+            },
+        );
+        self.execute(cmds, true).await
     }
 
-    /// Opens the VRRP socket (with its reader) and the announcer the
-    /// instance's interface needs, unless they are open already.
-    fn ensure_io(&mut self, plan: &Plan) -> Result<(), DaemonError> {
-        let idx = plan.link.index;
-        let key = (idx, plan.v4);
+    /// Starts every instance whose checks have spoken.
+    pub async fn start_all(&mut self) {
+        self.feed(Event::Start).await;
+    }
+
+    pub fn next_wake(&self) -> Option<Instant> {
+        self.node.poll_timeout().map(|d| self.start + d)
+    }
+
+    pub async fn on_timers(&mut self) {
+        self.feed(Event::Timer).await;
+    }
+
+    /// One event through the node, and its commands carried out.
+    async fn feed(&mut self, ev: Event) {
+        let cmds = self.node.handle(self.now(), ev);
+        // Only start-up treats an unopenable socket as fatal.
+        let _ = self.execute(cmds, false).await;
+    }
+
+    /// Opens the VRRP socket (with its readers) and the announcer an
+    /// interface needs, unless they are open already (the announcer again
+    /// when the interface's MAC changed).
+    fn ensure_io(
+        &mut self,
+        index: u32,
+        name: &str,
+        v4: bool,
+        mac: Option<[u8; 6]>,
+    ) -> Result<(), DaemonError> {
+        let key = (index, v4);
         if let std::collections::btree_map::Entry::Vacant(slot) = self.sockets.entry(key) {
-            let s = VrrpSocket::open(&plan.link.name, idx, plan.v4)
-                .map_err(io_err(format!("VRRP socket on {}", plan.link.name)))?;
+            let s = VrrpSocket::open(name, index, v4)
+                .map_err(io_err(format!("VRRP socket on {name}")))?;
             let sock = Arc::new(s);
             let sink = Sink {
                 tx: self.pkt_tx.clone(),
@@ -224,109 +157,32 @@ impl Daemon {
                 drops: self.rx_dropped.clone(),
             };
             let mut readers = vec![rx::spawn_vrrp(key, sock.clone(), sink.clone())];
-            if plan.v4 {
+            if v4 {
                 // Only to notice keepalived's auth_type AH; running
                 // without it costs that log line, nothing else.
-                match AhSocket::open(&plan.link.name) {
+                match AhSocket::open(name) {
                     Ok(ah) => readers.push(rx::spawn_ah(key, ah, sink)),
-                    Err(e) => warn!("AH socket on {}: {e}", plan.link.name),
+                    Err(e) => warn!("AH socket on {name}: {e}"),
                 }
             }
             slot.insert(Rx { sock, readers });
         }
-        if let (None, Some(mac)) = (self.announcers.get(&idx), plan.link.mac) {
-            let a = Announcer::open(idx, mac)
-                .map_err(io_err(format!("packet socket on {}", plan.link.name)))?;
-            self.announcers.insert(idx, a);
+        if let Some(mac) = mac
+            && self.announcers.get(&index).is_none_or(|(_, m)| *m != mac)
+        {
+            let a =
+                Announcer::open(index, mac).map_err(io_err(format!("packet socket on {name}")))?;
+            self.announcers.insert(index, (a, mac));
         }
         Ok(())
     }
 
-    /// Closes sockets and announcers no instance uses any more (their
-    /// interface went away).
-    fn drop_unused_io(&mut self) {
-        let used: Vec<PacketKey> = self
-            .insts
-            .iter()
-            .map(|r| (r.plan.link.index, r.plan.v4))
-            .collect();
-        self.sockets.retain(|k, _| used.contains(k));
-        self.announcers
-            .retain(|idx, _| used.iter().any(|(i, _)| i == idx));
-        self.if_addrs
-            .retain(|idx, _| used.iter().any(|(i, _)| i == idx));
+    fn report_status(&self) {
+        systemd::status(&self.node.status_line());
     }
 
-    /// Feeds Startup to every instance that has not started.
-    pub async fn start_all(&mut self) {
-        for i in 0..self.insts.len() {
-            self.start_one(i).await;
-        }
-    }
-
-    /// Starts an instance once every check it tracks has a first verdict:
-    /// starting earlier would either take the VIP with an untested nginx or
-    /// report a FAULT that is only "not known yet".
-    async fn start_one(&mut self, i: usize) {
-        let now = self.now();
-        if self.insts[i].core.state() != State::Initialize {
-            return;
-        }
-        if self.checks.pending(&self.tracked(i)) {
-            return;
-        }
-        let r = &mut self.insts[i];
-        let mut a = Vec::new();
-        if let Some(why) = r.faults.first().cloned() {
-            a.extend(r.core.handle(now, Input::Fault(why)));
-        }
-        a.extend(r.core.handle(now, Input::Startup));
-        self.exec(i, a).await;
-    }
-
-    pub fn next_wake(&self) -> Option<Instant> {
-        self.insts
-            .iter()
-            .flat_map(|r| [r.core.deadline(), r.announce.deadline(), r.vip_retry])
-            .flatten()
-            .min()
-            .map(|d| self.start + d)
-    }
-
-    pub async fn on_timers(&mut self) {
-        let now = self.now();
-        for i in 0..self.insts.len() {
-            if self.insts[i].core.deadline().is_some_and(|t| t <= now) {
-                let a = self.insts[i].core.handle(now, Input::Timer);
-                self.exec(i, a).await;
-            }
-            self.announce_due(i, now);
-            if self.insts[i].vip_retry.is_some_and(|t| t <= now) {
-                self.insts[i].vip_retry = None;
-                info!(
-                    "instance {}: trying its VIPs again",
-                    self.insts[i].plan.name
-                );
-                self.set_fault(i, FaultSource::Vip, None).await;
-            }
-        }
-    }
-}
-
-fn schedule(plan: &Plan) -> Schedule {
-    let a = &plan.decl.announce;
-    Schedule {
-        count: a.count,
-        delay: a.delay.as_duration(),
-        refresh: a.refresh.as_duration(),
-    }
-}
-
-fn no_address_reason(plan: &Plan) -> String {
-    match plan.decl.unicast_source {
-        Some(s) => format!("unicastSource {s} is not on {}", plan.link.name),
-        None if plan.v4 => format!("no IPv4 address on {}", plan.link.name),
-        None => format!("no IPv6 link-local address on {}", plan.link.name),
+    pub fn status_line(&self) -> String {
+        self.node.status_line()
     }
 }
 

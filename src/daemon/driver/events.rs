@@ -1,0 +1,155 @@
+//! What happens on the sockets, netlink and the health checks, and the
+//! signals, as events for the node.
+
+use super::*;
+
+impl Daemon {
+    pub async fn on_packet(&mut self, key: PacketKey, pkt: Inbound) {
+        let (ifindex, v4) = key;
+        let ev = match pkt {
+            Inbound::Advert {
+                ip,
+                advert,
+                checksum,
+            } => Event::Advert {
+                ifindex,
+                v4,
+                src: ip.src,
+                advert,
+                checksum,
+            },
+            Inbound::Ah(p, more) => Event::Ah {
+                ifindex,
+                v4,
+                src: std::net::IpAddr::V4(p.src),
+                vrid: p.vrid,
+                more,
+            },
+        };
+        self.feed(ev).await;
+    }
+
+    pub async fn on_net_event(&mut self, ev: NetEvent) {
+        match ev {
+            NetEvent::Link(l) => self.feed(Event::Link(l)).await,
+            NetEvent::LinkGone { index, name } => self.feed(Event::LinkGone { index, name }).await,
+            NetEvent::Addresses(index) => self.read_addresses(index).await,
+            NetEvent::Resync => self.resync().await,
+        }
+    }
+
+    async fn read_addresses(&mut self, index: u32) {
+        if !self.node.interfaces().iter().any(|(_, i)| *i == index) {
+            return;
+        }
+        match self.net.addresses(index).await {
+            Ok(addrs) => self.feed(Event::Addresses { index, addrs }).await,
+            Err(e) => warn!("reading the addresses of interface {index}: {e}"),
+        }
+    }
+
+    /// After lost netlink events: read every interface in use again, and
+    /// tell the node as if the events had arrived.
+    async fn resync(&mut self) {
+        warn!(
+            "netlink events were lost (receive buffer overrun): reading links and addresses again"
+        );
+        let interfaces = self.node.interfaces();
+        let names: std::collections::BTreeSet<String> =
+            interfaces.iter().map(|(n, _)| n.clone()).collect();
+        for name in names {
+            match self.net.link(&name).await {
+                Ok(l) => self.feed(Event::Link(l)).await,
+                Err(NetError::NoSuchInterface(_)) => {
+                    for (n, index) in &interfaces {
+                        if *n == name {
+                            let ev = Event::LinkGone {
+                                index: *index,
+                                name: name.clone(),
+                            };
+                            self.feed(ev).await;
+                        }
+                    }
+                }
+                Err(e) => warn!("reading interface {name}: {e}"),
+            }
+        }
+        for (_, index) in self.node.interfaces() {
+            self.read_addresses(index).await;
+        }
+    }
+
+    pub async fn on_health(&mut self, ev: HealthEvent) {
+        match ev {
+            HealthEvent::Stub(s) => self.stub = Some(s),
+            HealthEvent::Verdict(v) => {
+                let ev = Event::Verdict {
+                    check: v.check,
+                    healthy: v.healthy,
+                    detail: v.detail,
+                };
+                self.feed(ev).await;
+                self.report_status();
+            }
+        }
+    }
+
+    /// SIGHUP: a new declaration. A bad one is refused whole and the
+    /// running one kept; otherwise the node keeps the instances that did
+    /// not change, with their state and VIPs.
+    pub async fn reload(&mut self, loaded: Result<Loaded, Vec<String>>) {
+        systemd::reloading();
+        info!("reloading {}", self.opts.config.display());
+        if let Err(lines) = self.try_reload(loaded).await {
+            for l in &lines {
+                error!("reload refused, keeping the running configuration: {l}");
+            }
+        }
+        systemd::ready(&self.node.status_line());
+    }
+
+    async fn try_reload(&mut self, loaded: Result<Loaded, Vec<String>>) -> Result<(), Vec<String>> {
+        let Loaded { decl, passwords } = loaded?;
+        let plans = setup::plan(&decl, &passwords, &self.net)
+            .await
+            .map_err(|e| vec![e.to_string()])?;
+        let mut on_link = BTreeMap::new();
+        for p in &plans {
+            let index = p.link.index;
+            if let std::collections::btree_map::Entry::Vacant(slot) = on_link.entry(index) {
+                let addrs = self
+                    .net
+                    .addresses(index)
+                    .await
+                    .map_err(|e| vec![e.to_string()])?;
+                slot.insert(addrs);
+            }
+        }
+        let weights = check_weights(&decl);
+        self.decl = decl;
+        let restarted = self.checks_running.sync(&self.decl.checks, &self.health_tx);
+        for p in &plans {
+            if !self.node.has_instance(&p.name) {
+                state_file::write(&self.opts.runtime_dir, &p.name, State::Initialize);
+            }
+        }
+        let ev = Event::Reload {
+            plans,
+            weights,
+            restarted,
+            on_link,
+        };
+        self.feed(ev).await;
+        Ok(())
+    }
+
+    pub async fn shutdown(&mut self) {
+        info!("shutting down");
+        self.feed(Event::Shutdown).await;
+        // The stop hooks were queued above; the runtime ends when this
+        // returns. Room for one hook already running plus the stop hooks.
+        self.hooks
+            .drain(self.decl.notify.timeout.as_duration().saturating_mul(2))
+            .await;
+    }
+}

@@ -1,0 +1,198 @@
+//! One running instance inside the node: its plan, its state machine and
+//! the policy state around it, and how the state machine's actions become
+//! commands.
+
+use super::announce::{Announcements, Schedule};
+use super::event::{Command, Level};
+use super::faults::{FaultSource, Faults};
+use super::log_limit::{self, LogLimit};
+use super::plan::Plan;
+use crate::vrrp::instance::{Action, Input, Instance, State};
+use crate::vrrp::packet::{Advert, Auth, MCAST_V4, MCAST_V6, Version};
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// How long after a failed VIP add the instance tries again.
+pub const VIP_RETRY: Duration = Duration::from_secs(5);
+
+pub struct Member {
+    pub plan: Plan,
+    pub core: Instance,
+    pub primary: Option<IpAddr>,
+    pub peers: Vec<IpAddr>,
+    pub faults: Faults,
+    pub announce: Announcements,
+    pub vip_retry: Option<Duration>,
+    /// VIPs found deleted while master and put back.
+    pub vips_restored: u64,
+    /// Moved to a re-created interface whose addresses are not known yet.
+    pub rebinding: bool,
+}
+
+impl Member {
+    pub fn new(plan: Plan, primary: Option<IpAddr>, faults: Faults) -> Member {
+        let core = Instance::new(plan.core_config(primary));
+        Member {
+            peers: plan.peers(primary),
+            plan,
+            core,
+            primary,
+            faults,
+            announce: Announcements::default(),
+            vip_retry: None,
+            vips_restored: 0,
+            rebinding: false,
+        }
+    }
+
+    pub fn schedule(&self) -> Schedule {
+        let a = &self.plan.decl.announce;
+        Schedule {
+            count: a.count,
+            delay: a.delay.as_duration(),
+            refresh: a.refresh.as_duration(),
+        }
+    }
+
+    /// The next time this instance needs the node's attention.
+    pub fn deadline(&self) -> Option<Duration> {
+        [
+            self.core.deadline(),
+            self.announce.deadline(),
+            self.vip_retry,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Feeds the state machine and turns what it asks into commands.
+    pub fn input(
+        &mut self,
+        now: Duration,
+        input: Input,
+        out: &mut Vec<Command>,
+        logs: &mut LogLimit,
+    ) {
+        let actions = self.core.handle(now, input);
+        self.act(now, actions, out, logs);
+    }
+
+    /// Sets or clears one fault reason, telling the state machine when
+    /// the instance enters or leaves FAULT.
+    pub fn set_fault(
+        &mut self,
+        now: Duration,
+        src: FaultSource,
+        why: Option<String>,
+        out: &mut Vec<Command>,
+        logs: &mut LogLimit,
+    ) {
+        if let Some(input) = self.faults.set(src, why) {
+            self.input(now, input, out, logs);
+        }
+    }
+
+    pub fn act(
+        &mut self,
+        now: Duration,
+        actions: Vec<Action>,
+        out: &mut Vec<Command>,
+        logs: &mut LogLimit,
+    ) {
+        for a in actions {
+            match a {
+                Action::SendAdvert { priority } => self.send_advert(priority, out),
+                Action::AddVips => out.push(Command::AddVips {
+                    instance: self.plan.name.clone(),
+                    index: self.plan.link.index,
+                    vips: self.plan.vips.clone(),
+                    restore: false,
+                }),
+                Action::RemoveVips => out.push(Command::RemoveVips {
+                    instance: self.plan.name.clone(),
+                    index: self.plan.link.index,
+                    vips: self.plan.vips.clone(),
+                }),
+                Action::Announce => {
+                    self.announce.burst(self.schedule(), now);
+                    self.announce_due(now, out);
+                }
+                Action::Reassert { src, priority } => {
+                    let key = format!("reassert {} {src}", self.plan.name);
+                    if let Some(n) = logs.allow(&key, now) {
+                        out.push(self.log(
+                            Level::Warn,
+                            format!(
+                                "{src} advertises priority {priority} although this node is MASTER with priority {} (a healed split brain, or a backup that timed out): answered at once and re-announcing the VIPs{}",
+                                self.core.priority(),
+                                log_limit::more(n)
+                            ),
+                        ));
+                    }
+                }
+                Action::Transition { from, to, reason } => out.push(Command::Transition {
+                    instance: self.plan.name.clone(),
+                    from,
+                    to,
+                    reason,
+                    priority: self.core.priority(),
+                }),
+            }
+        }
+    }
+
+    /// Announces the VIPs if the schedule says so.
+    pub fn announce_due(&mut self, now: Duration, out: &mut Vec<Command>) {
+        let master = self.core.state() == State::Master;
+        if self.announce.due(self.schedule(), now, master) {
+            out.push(Command::Announce {
+                instance: self.plan.name.clone(),
+                index: self.plan.link.index,
+                addrs: self.plan.vips.iter().map(|v| v.addr).collect(),
+            });
+        }
+    }
+
+    fn send_advert(&self, priority: u8, out: &mut Vec<Command>) {
+        let Some(src) = self.primary else { return };
+        let cfg = self.core.config();
+        let adv = Advert {
+            version: cfg.version,
+            vrid: cfg.vrid,
+            priority,
+            interval_cs: cfg.advert_interval_cs,
+            addrs: cfg.vips.clone(),
+            auth: if cfg.version == Version::V2 {
+                cfg.auth
+            } else {
+                Auth::None
+            },
+        };
+        let dsts: Vec<IpAddr> = if self.plan.unicast() {
+            self.peers.clone()
+        } else if self.plan.v4 {
+            vec![IpAddr::V4(MCAST_V4)]
+        } else {
+            vec![IpAddr::V6(MCAST_V6)]
+        };
+        for dst in dsts {
+            out.push(Command::Send {
+                instance: self.plan.name.clone(),
+                index: self.plan.link.index,
+                v4: self.plan.v4,
+                src,
+                dst,
+                bytes: adv.encode(src, dst, cfg.checksum),
+            });
+        }
+    }
+
+    pub fn log(&self, level: Level, message: String) -> Command {
+        Command::Log {
+            level,
+            instance: Some(self.plan.name.clone()),
+            message: format!("instance {}: {message}", self.plan.name),
+        }
+    }
+}
