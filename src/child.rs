@@ -12,7 +12,7 @@
 //! service manager set) and with no ambient or inheritable capabilities,
 //! whichever way the daemon was started.
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
@@ -28,9 +28,12 @@ impl Group {
     fn kill(&mut self) {
         // `id` is None once the child was reaped: its PID may be reused.
         if let Some(pid) = self.0.id().and_then(|p| i32::try_from(p).ok()) {
-            // SAFETY: kill(2) on the process group this module created; the
-            // leader is unreaped, so the group ID is still ours.
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            // The group this module created; its leader is unreaped, so
+            // the group ID is still ours.
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
 }
@@ -41,55 +44,26 @@ impl Drop for Group {
     }
 }
 
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: libc::c_int,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-const CAP_VERSION_3: u32 = 0x2008_0522;
-
-/// Between fork and exec: only async-signal-safe calls, no allocation.
+/// Between fork and exec: only async-signal-safe calls, no allocation
+/// (rustix makes the system calls directly).
 fn drop_inheritable_caps() {
     // Ambient first: the kernel drops ambient capabilities that are not
     // also inheritable, but clearing them costs one prctl and needs no
     // privilege.
-    // SAFETY: prctl with integer arguments only.
-    unsafe {
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
-    let mut hdr = CapHeader {
-        version: CAP_VERSION_3,
-        pid: 0,
-    };
-    let mut data = [CapData::default(); 2];
-    // SAFETY: capget/capset with a v3 header and two data structs, as
-    // capget(2) documents. Either may fail (a seccomp filter that forbids
-    // capset): the ambient set is clear anyway, and no_new_privs keeps
-    // file capabilities from adding to what the daemon holds.
-    unsafe {
-        if libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) == 0
-            && data.iter().any(|d| d.inheritable != 0)
-        {
-            for d in &mut data {
-                d.inheritable = 0;
-            }
-            libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr());
-        }
+    let _ = rustix::thread::clear_ambient_capability_set();
+    // Either call may fail (a seccomp filter that forbids capset): the
+    // ambient set is clear anyway, and no_new_privs keeps file
+    // capabilities from adding to what the daemon holds.
+    if let Ok(sets) = rustix::thread::capabilities(None)
+        && !sets.inheritable.is_empty()
+    {
+        let _ = rustix::thread::set_capabilities(
+            None,
+            rustix::thread::CapabilitySets {
+                inheritable: rustix::thread::CapabilitySet::empty(),
+                ..sets
+            },
+        );
     }
 }
 
@@ -105,19 +79,21 @@ pub enum Leftovers {
 }
 
 fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
-    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new fd.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this fd and nobody else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    Ok(rustix::process::pidfd_open(
+        pid,
+        rustix::process::PidfdFlags::empty(),
+    )?)
 }
 
 /// Waits until the child has exited without reaping it: while it is an
 /// unreaped zombie its PID, and so its group's ID, cannot be reused, and
 /// the group can be killed safely. Falls back to the plain wait (which
 /// reaps) where pidfds are unavailable.
+#[allow(unsafe_code)] // AsyncFd::register: see the SAFETY comment.
 async fn exited(child: &mut Group) -> std::io::Result<()> {
     let pidfd = child
         .0
@@ -135,6 +111,7 @@ async fn exited(child: &mut Group) -> std::io::Result<()> {
 
 /// Runs `argv` with `env` added to the minimal environment; Ok on exit
 /// status 0. Overrunning `limit` kills the whole process group.
+#[allow(unsafe_code)] // Command::pre_exec: see the SAFETY comment.
 pub async fn run(
     argv: &[String],
     env: &[(&str, &str)],

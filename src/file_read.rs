@@ -229,9 +229,7 @@ mod tests {
             "{e}"
         );
         let fifo = dir.path().join("fifo");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: a valid NUL-terminated path and a mode.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         let e = read_regular(&fifo, 10, Symlinks::Follow).unwrap_err();
         assert!(e.to_string().contains("is a FIFO"), "{e}");
     }

@@ -1,5 +1,7 @@
 //! The `nginx-ha` command line.
 
+#![deny(unsafe_code)]
+
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -12,7 +12,8 @@
 //!   hold, and clear the ambient set so children do not inherit it.
 
 use caps::{CapSet, Capability, CapsHashSet};
-use std::ffi::CString;
+use nix::unistd::{Gid, Uid, User};
+use rustix::thread::CapabilitiesSecureBits;
 
 const NEEDED: [Capability; 2] = [Capability::CAP_NET_RAW, Capability::CAP_NET_ADMIN];
 
@@ -48,29 +49,20 @@ fn caps_err(what: &'static str) -> impl FnOnce(caps::errors::CapsError) -> PrivE
     move |source| PrivError::Caps { what, source }
 }
 
-fn sys(what: &'static str, r: libc::c_int) -> Result<(), PrivError> {
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(PrivError::Sys {
-            what,
-            source: std::io::Error::last_os_error(),
-        })
+fn sys<E: Into<std::io::Error>>(what: &'static str) -> impl FnOnce(E) -> PrivError {
+    move |e| PrivError::Sys {
+        what,
+        source: e.into(),
     }
 }
 
 /// uid and gid of a user, from the password database.
 pub fn lookup_user(name: &str) -> Result<(u32, u32), PrivError> {
-    let c = CString::new(name).map_err(|_| PrivError::NoUser(name.into()))?;
-    // SAFETY: getpwnam returns a pointer into static storage or NULL; it is
-    // read at once, before any other call could overwrite it.
-    let pw = unsafe { libc::getpwnam(c.as_ptr()) };
-    if pw.is_null() {
-        return Err(PrivError::NoUser(name.into()));
+    // A failed lookup says as little as getpwnam's NULL did: no such user.
+    match User::from_name(name) {
+        Ok(Some(u)) => Ok((u.uid.as_raw(), u.gid.as_raw())),
+        Ok(None) | Err(_) => Err(PrivError::NoUser(name.into())),
     }
-    // SAFETY: non-NULL, points at a valid passwd struct (see above).
-    let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
-    Ok((uid, gid))
 }
 
 /// Drops everything but the two capabilities; `user` (a uid/gid pair from
@@ -83,19 +75,16 @@ pub fn restrict(user: Option<(u32, u32)>) -> Result<(), PrivError> {
             return Err(PrivError::Missing(name));
         }
     }
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if root {
+    if nix::unistd::geteuid().is_root() {
         // Root gets every capability back at execve unless told not to:
         // lock that away so health commands and hooks start with none.
-        // SAFETY: prctl with integer arguments only.
-        let bits = unsafe { libc::prctl(libc::PR_GET_SECUREBITS) };
-        let want = bits | (1 << 0) | (1 << 1); // SECBIT_NOROOT | _LOCKED
-        if bits >= 0 && bits != want {
-            // SAFETY: as above.
-            sys("setting SECBIT_NOROOT", unsafe {
-                libc::prctl(libc::PR_SET_SECUREBITS, want as libc::c_ulong)
-            })?;
+        if let Ok(bits) = rustix::thread::capabilities_secure_bits() {
+            let want =
+                bits | CapabilitiesSecureBits::NO_ROOT | CapabilitiesSecureBits::NO_ROOT_LOCKED;
+            if bits != want {
+                rustix::thread::set_capabilities_secure_bits(want)
+                    .map_err(sys("setting SECBIT_NOROOT"))?;
+            }
         }
         for cap in caps::all() {
             if !NEEDED.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false)
@@ -106,15 +95,13 @@ pub fn restrict(user: Option<(u32, u32)>) -> Result<(), PrivError> {
         }
         if let Some((uid, gid)) = user {
             // Keep the permitted set across setuid; effective is restored
-            // below.
-            // SAFETY: prctl/setgroups/setresgid/setresuid with plain
-            // integers; a NULL list with size 0 for setgroups.
-            unsafe {
-                sys("PR_SET_KEEPCAPS", libc::prctl(libc::PR_SET_KEEPCAPS, 1))?;
-                sys("setgroups", libc::setgroups(0, std::ptr::null()))?;
-                sys("setresgid", libc::setresgid(gid, gid, gid))?;
-                sys("setresuid", libc::setresuid(uid, uid, uid))?;
-            }
+            // below. nix goes through libc, which applies the IDs to every
+            // thread of the process, not only this one.
+            let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
+            nix::sys::prctl::set_keepcaps(true).map_err(sys("PR_SET_KEEPCAPS"))?;
+            nix::unistd::setgroups(&[]).map_err(sys("setgroups"))?;
+            nix::unistd::setresgid(gid, gid, gid).map_err(sys("setresgid"))?;
+            nix::unistd::setresuid(uid, uid, uid).map_err(sys("setresuid"))?;
         }
         caps::set(None, CapSet::Inheritable, &CapsHashSet::new())
             .map_err(caps_err("clearing the inheritable set"))?;
@@ -150,9 +137,6 @@ pub fn restrict(user: Option<(u32, u32)>) -> Result<(), PrivError> {
         }
     }
     caps::clear(None, CapSet::Ambient).map_err(caps_err("clearing the ambient set"))?;
-    // SAFETY: prctl with integer arguments only.
-    sys("PR_SET_NO_NEW_PRIVS", unsafe {
-        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-    })?;
+    nix::sys::prctl::set_no_new_privs().map_err(sys("PR_SET_NO_NEW_PRIVS"))?;
     Ok(())
 }

@@ -214,9 +214,8 @@ pub fn listen(
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))
         .map_err(io_err(format!("chmod {}", path.display())))?;
     let meta = std::fs::metadata(&path).map_err(io_err(format!("stat {}", path.display())))?;
-    // SAFETY: geteuid has no preconditions.
     let allowed = Allowed {
-        uid: unsafe { libc::geteuid() },
+        uid: nix::unistd::geteuid().as_raw(),
         gid: meta.gid(),
     };
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));

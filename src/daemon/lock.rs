@@ -7,7 +7,6 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -48,11 +47,8 @@ pub fn acquire(runtime_dir: &Path) -> Result<RuntimeLock, LockError> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&path)
         .map_err(io)?;
-    // SAFETY: flock on an fd we own; LOCK_NB never blocks.
-    let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if r != 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+    if let Err(e) = rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        if e == rustix::io::Errno::WOULDBLOCK {
             // The holder wrote its PID; a few bytes are enough to say who.
             let mut buf = [0u8; 32];
             let n = file.read(&mut buf).unwrap_or(0);
@@ -67,7 +63,7 @@ pub fn acquire(runtime_dir: &Path) -> Result<RuntimeLock, LockError> {
                 holder,
             });
         }
-        return Err(io(e));
+        return Err(io(e.into()));
     }
     // Only the holder writes, so the PID is never a torn mix of two.
     file.set_len(0).map_err(io)?;

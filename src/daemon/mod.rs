@@ -72,8 +72,7 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
 fn prepare(opts: &Options) -> Result<lock::RuntimeLock, DaemonError> {
     // uid 0 keeps owning every root-owned file on the machine even with
     // two capabilities left; that must be a decision, not an omission.
-    // SAFETY: geteuid cannot fail.
-    if opts.user.is_none() && !opts.allow_root && unsafe { libc::geteuid() } == 0 {
+    if opts.user.is_none() && !opts.allow_root && nix::unistd::geteuid().is_root() {
         return Err(PrivError::RootWithoutUser.into());
     }
     let user = match &opts.user {

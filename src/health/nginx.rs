@@ -13,7 +13,7 @@ use super::url::HttpUrl;
 use super::{Event, Verdict};
 use crate::config::NginxCheck;
 use crate::file_read::{Excess, OneAtATime, Symlinks};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
@@ -76,13 +76,12 @@ async fn looks_like_nginx(reader: &OneAtATime, pid: i32, deadline: Duration) -> 
 }
 
 fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
-    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new fd.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this fd and nobody else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    let pid = rustix::process::Pid::from_raw(pid)
+        .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    Ok(rustix::process::pidfd_open(
+        pid,
+        rustix::process::PidfdFlags::empty(),
+    )?)
 }
 
 struct Watch {
@@ -90,6 +89,7 @@ struct Watch {
     fd: AsyncFd<OwnedFd>,
 }
 
+#[allow(unsafe_code)] // AsyncFd::register: see the SAFETY comment.
 async fn arm(reader: &OneAtATime, pidfile: &Path, deadline: Duration) -> Result<Watch, String> {
     let pid = read_pid(reader, pidfile, deadline).await?;
     if !looks_like_nginx(reader, pid, deadline).await {

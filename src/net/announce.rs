@@ -17,9 +17,9 @@ use pnet_packet::ip::IpNextHeaderProtocols;
 use pnet_packet::ipv6::MutableIpv6Packet;
 use pnet_packet::{MutablePacket, Packet};
 use std::io;
-use std::mem::{size_of, zeroed};
+use std::mem::size_of;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 const ETH_HDR: usize = 14;
 const ARP_LEN: usize = 28;
@@ -98,27 +98,36 @@ pub fn na_frame(mac: [u8; 6], vip: Ipv6Addr) -> Vec<u8> {
 
 impl Announcer {
     pub fn open(ifindex: u32, mac: [u8; 6]) -> io::Result<Announcer> {
-        // SAFETY: plain socket(2) call; the fd is owned right after.
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is a fresh, valid descriptor owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+        // No protocol (None, i.e. 0): see the module comment.
+        let fd = socket(
+            AddressFamily::Packet,
+            SockType::Raw,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
         Ok(Announcer { fd, ifindex, mac })
     }
 
+    #[allow(unsafe_code)] // sendto(2) to a sockaddr_ll: see below.
     pub fn announce(&self, vip: IpAddr) -> io::Result<()> {
         let frame = match vip {
             IpAddr::V4(a) => garp_frame(self.mac, a),
             IpAddr::V6(a) => na_frame(self.mac, a),
         };
-        // SAFETY: a zeroed sockaddr_ll is valid; it is filled in below.
-        let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_ifindex = self.ifindex as i32;
-        sll.sll_halen = 6;
+        let mut sll = libc::sockaddr_ll {
+            sll_family: libc::AF_PACKET as u16,
+            sll_protocol: 0,
+            sll_ifindex: self.ifindex as i32,
+            sll_hatype: 0,
+            sll_pkttype: 0,
+            sll_halen: 6,
+            sll_addr: [0; 8],
+        };
         sll.sll_addr[..6].copy_from_slice(&frame[..6]);
+        // No safe wrapper sends to a link-layer address: nix's LinkAddr and
+        // socket2's SockAddr can only be made from raw sockaddr bytes, with
+        // unsafe too. This call is the whole of it.
         // SAFETY: frame and sll are live for the call, lengths are exact.
         let r = unsafe {
             libc::sendto(

@@ -5,9 +5,12 @@
 //! would miss the multicast group.
 
 use crate::vrrp::packet::{IP_PROTO_VRRP, IpMeta, MCAST_V4, MCAST_V6, VRRP_TTL};
+use nix::sys::socket::{
+    ControlMessage, ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, sendmsg, setsockopt,
+    sockopt,
+};
 use socket2::{Domain, Protocol, Socket, Type};
-use std::io;
-use std::mem::{size_of, zeroed};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -25,7 +28,7 @@ pub struct VrrpSocket {
 /// Room for a burst of adverts (and of junk) while the loop is busy: at
 /// ~800 bytes of kernel overhead per small datagram the default 208 KiB
 /// held only a few hundred.
-const RCVBUF: i32 = 4 << 20;
+const RCVBUF: usize = 4 << 20;
 
 /// One received datagram: the VRRP message and the IP facts around it.
 pub struct Received {
@@ -33,27 +36,10 @@ pub struct Received {
     pub msg: Vec<u8>,
 }
 
-fn setsockopt_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
-    // SAFETY: a valid fd and a pointer to an int that lives for the call.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&value as *const i32).cast(),
-            size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 impl VrrpSocket {
     /// Opens the socket on `ifname` (`ifindex`), joined to the VRRP group
     /// so that multicast adverts arrive; unicast ones arrive regardless.
+    #[allow(unsafe_code)] // AsyncFd::register: see the SAFETY comment.
     pub fn open(ifname: &str, ifindex: u32, v4: bool) -> io::Result<VrrpSocket> {
         let domain = if v4 { Domain::IPV4 } else { Domain::IPV6 };
         let s = Socket::new(
@@ -63,34 +49,35 @@ impl VrrpSocket {
         )?;
         s.set_nonblocking(true)?;
         s.bind_device(Some(ifname.as_bytes()))?;
-        let fd = s.as_raw_fd();
         if v4 {
             s.set_multicast_ttl_v4(u32::from(VRRP_TTL))?;
             s.set_ttl_v4(u32::from(VRRP_TTL))?;
             s.set_multicast_loop_v4(false)?;
             s.join_multicast_v4_n(&MCAST_V4, &socket2::InterfaceIndexOrAddress::Index(ifindex))?;
-            setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?;
+            setsockopt(&s, sockopt::Ipv4PacketInfo, &true)?;
             // VRRP is network control traffic (RFC 5798 §5.1.1.1 leaves it
             // open; keepalived uses TOS 0xc0 too).
-            setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_TOS, 0xc0)?;
+            setsockopt(&s, sockopt::Ipv4Tos, &0xc0)?;
         } else {
             s.set_multicast_hops_v6(u32::from(VRRP_TTL))?;
             s.set_unicast_hops_v6(u32::from(VRRP_TTL))?;
             s.set_multicast_loop_v6(false)?;
             s.set_multicast_if_v6(ifindex)?;
             s.join_multicast_v6(&MCAST_V6, ifindex)?;
-            setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
-            setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
-            setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_TCLASS, 0xc0)?;
+            setsockopt(&s, sockopt::Ipv6RecvPacketInfo, &true)?;
+            setsockopt(&s, sockopt::Ipv6RecvHopLimit, &true)?;
+            setsockopt(&s, sockopt::Ipv6TClass, &0xc0)?;
         }
         // CAP_NET_ADMIN may exceed net.core.rmem_max; without it, the
         // plain option is capped there, which is still better than the
         // default.
-        if setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, RCVBUF).is_err() {
-            let _ = setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, RCVBUF);
+        if setsockopt(&s, sockopt::RcvBufForce, &RCVBUF).is_err() {
+            let _ = setsockopt(&s, sockopt::RcvBuf, &RCVBUF);
         }
         // Overruns are counted, not silent (status: dropped.socket_overrun).
-        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)?;
+        setsockopt(&s, sockopt::RxqOvfl, &1)?;
+        // tokio has no safe way to register an fd (AsyncFd::new is
+        // deprecated as unsound), so every AsyncFd in the crate is made so.
         // SAFETY: the Socket owns its fd, and AsyncFd keeps it (and so the
         // fd) alive and unchanged until it deregisters on drop.
         let fd = unsafe { AsyncFd::register(s)? };
@@ -144,76 +131,37 @@ fn recv_one(
     overruns: &AtomicU32,
 ) -> io::Result<Result<Received, &'static str>> {
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    // SAFETY: zeroed C structs are valid initial values.
-    let mut name: libc::sockaddr_storage = unsafe { zeroed() };
-    let mut cbuf = [0u64; 16];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let mut mh: libc::msghdr = unsafe { zeroed() };
-    mh.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
-    mh.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    mh.msg_iov = &mut iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = cbuf.as_mut_ptr().cast();
-    mh.msg_controllen = size_of::<[u64; 16]>();
-    // SAFETY: every pointer in `mh` points at a live buffer of the stated
-    // length.
-    let n = unsafe { libc::recvmsg(fd, &mut mh, libc::MSG_DONTWAIT) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: walking the control messages the kernel wrote into cbuf,
-    // bounded by msg_controllen, with the libc CMSG helpers.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&mh);
-        while !c.is_null() {
-            let h = &*c;
-            if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SO_RXQ_OVFL {
-                let n = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<u32>());
-                overruns.store(n, Ordering::Relaxed);
+    // Room for every control message the socket asks for.
+    let mut cbuf = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int, u32);
+    let mut dst = None;
+    let mut hops = None;
+    let (n, flags, src) = {
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let m = recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cbuf), MsgFlags::MSG_DONTWAIT)?;
+        // A control buffer the kernel had to cut is not read: the IPv6
+        // facts are then missing and the datagram is dropped below.
+        for c in m.cmsgs().into_iter().flatten() {
+            match c {
+                ControlMessageOwned::RxqOvfl(n) => overruns.store(n, Ordering::Relaxed),
+                ControlMessageOwned::Ipv6PacketInfo(pi) => {
+                    dst = Some(Ipv6Addr::from(pi.ipi6_addr.s6_addr));
+                }
+                ControlMessageOwned::Ipv6HopLimit(h) => hops = Some(h),
+                _ => {}
             }
-            c = libc::CMSG_NXTHDR(&mh, c);
         }
-    }
-    if mh.msg_flags & libc::MSG_TRUNC != 0 {
+        let src = m.address.and_then(|a| a.as_sockaddr_in6().map(|a| a.ip()));
+        (m.bytes, m.flags, src)
+    };
+    if flags.contains(MsgFlags::MSG_TRUNC) {
         // Cut to the buffer, it could even decode; it is not what was sent.
         return Ok(Err("oversized"));
     }
-    let n = n as usize;
     buf.truncate(n);
     if v4 {
         Ok(parse_ipv4(&buf).map_err(|_| "bad_ip_header"))
     } else {
-        if name.ss_family as i32 != libc::AF_INET6 {
-            return Ok(Err("bad_ip_header"));
-        }
-        // SAFETY: the family says this is a sockaddr_in6.
-        let sin6: libc::sockaddr_in6 =
-            unsafe { *(&name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-        let src = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-        let mut dst = None;
-        let mut hops = None;
-        // SAFETY: walking the control messages the kernel wrote into cbuf,
-        // bounded by msg_controllen, with the libc CMSG helpers.
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&mh);
-            while !c.is_null() {
-                let h = &*c;
-                if h.cmsg_level == libc::IPPROTO_IPV6 && h.cmsg_type == libc::IPV6_PKTINFO {
-                    let pi =
-                        std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::in6_pktinfo>());
-                    dst = Some(Ipv6Addr::from(pi.ipi6_addr.s6_addr));
-                } else if h.cmsg_level == libc::IPPROTO_IPV6 && h.cmsg_type == libc::IPV6_HOPLIMIT {
-                    hops = Some(std::ptr::read_unaligned(
-                        libc::CMSG_DATA(c).cast::<libc::c_int>(),
-                    ));
-                }
-                c = libc::CMSG_NXTHDR(&mh, c);
-            }
-        }
-        let (Some(dst), Some(hops)) = (dst, hops) else {
+        let (Some(src), Some(dst), Some(hops)) = (src, dst, hops) else {
             return Ok(Err("bad_ip_header"));
         };
         Ok(Ok(Received {
@@ -248,6 +196,7 @@ pub struct AhVrrp {
 impl AhSocket {
     /// Opens it on `ifname`; the VRRP socket on the interface has joined
     /// the multicast group already.
+    #[allow(unsafe_code)] // AsyncFd::register: see the SAFETY comment.
     pub fn open(ifname: &str) -> io::Result<AhSocket> {
         let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(IP_PROTO_AH)))?;
         s.set_nonblocking(true)?;
@@ -265,19 +214,12 @@ impl AhSocket {
                 let mut buf = [0u8; 128];
                 // Only the headers matter: a longer datagram is cut, which
                 // is fine here.
-                // SAFETY: buf is a live buffer of the stated length.
-                let n = unsafe {
-                    libc::recv(
-                        inner.get_ref().as_raw_fd(),
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                        libc::MSG_DONTWAIT,
-                    )
-                };
-                if n < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(parse_ah_vrrp(&buf[..n as usize]))
+                let n = nix::sys::socket::recv(
+                    inner.get_ref().as_raw_fd(),
+                    &mut buf,
+                    MsgFlags::MSG_DONTWAIT,
+                )?;
+                Ok(parse_ah_vrrp(&buf[..n]))
             });
             match r {
                 Ok(Ok(Some(p))) => return Ok(p),
@@ -331,62 +273,33 @@ pub fn parse_ipv4(buf: &[u8]) -> Result<Received, &'static str> {
 }
 
 fn send_one(fd: RawFd, ifindex: u32, msg: &[u8], src: IpAddr, dst: IpAddr) -> io::Result<()> {
-    let mut iov = libc::iovec {
-        iov_base: msg.as_ptr() as *mut libc::c_void,
-        iov_len: msg.len(),
-    };
-    let mut cbuf = [0u64; 8];
-    // SAFETY: zeroed C structs are valid initial values; all pointers set
-    // below point at locals that outlive the sendmsg call.
-    let mut mh: libc::msghdr = unsafe { zeroed() };
-    mh.msg_iov = &mut iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = cbuf.as_mut_ptr().cast();
-    let dst_sa: SocketAddr = SocketAddr::new(dst, 0);
-    let dst_sa = socket2::SockAddr::from(dst_sa);
-    mh.msg_name = dst_sa.as_ptr() as *mut libc::c_void;
-    mh.msg_namelen = dst_sa.len();
-    unsafe {
-        match src {
-            IpAddr::V4(s) => {
-                mh.msg_controllen = libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) as usize;
-                let c = libc::CMSG_FIRSTHDR(&mh);
-                (*c).cmsg_level = libc::IPPROTO_IP;
-                (*c).cmsg_type = libc::IP_PKTINFO;
-                (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as usize;
-                let pi = libc::in_pktinfo {
-                    ipi_ifindex: ifindex as i32,
-                    ipi_spec_dst: libc::in_addr {
-                        s_addr: u32::from(s).to_be(),
-                    },
-                    ipi_addr: libc::in_addr { s_addr: 0 },
-                };
-                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<libc::in_pktinfo>(), pi);
-            }
-            IpAddr::V6(s) => {
-                mh.msg_controllen =
-                    libc::CMSG_SPACE(size_of::<libc::in6_pktinfo>() as u32) as usize;
-                let c = libc::CMSG_FIRSTHDR(&mh);
-                (*c).cmsg_level = libc::IPPROTO_IPV6;
-                (*c).cmsg_type = libc::IPV6_PKTINFO;
-                (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::in6_pktinfo>() as u32) as usize;
-                let pi = libc::in6_pktinfo {
-                    ipi6_addr: libc::in6_addr {
-                        s6_addr: s.octets(),
-                    },
-                    ipi6_ifindex: ifindex,
-                };
-                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<libc::in6_pktinfo>(), pi);
-            }
+    let iov = [IoSlice::new(msg)];
+    let dst = SockaddrStorage::from(SocketAddr::new(dst, 0));
+    let v4;
+    let v6;
+    let pktinfo = match src {
+        IpAddr::V4(s) => {
+            v4 = libc::in_pktinfo {
+                ipi_ifindex: ifindex as i32,
+                ipi_spec_dst: libc::in_addr {
+                    s_addr: u32::from(s).to_be(),
+                },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            };
+            ControlMessage::Ipv4PacketInfo(&v4)
         }
-    }
-    // SAFETY: see above.
-    let r = unsafe { libc::sendmsg(fd, &mh, 0) };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+        IpAddr::V6(s) => {
+            v6 = libc::in6_pktinfo {
+                ipi6_addr: libc::in6_addr {
+                    s6_addr: s.octets(),
+                },
+                ipi6_ifindex: ifindex,
+            };
+            ControlMessage::Ipv6PacketInfo(&v6)
+        }
+    };
+    sendmsg(fd, &iov, &[pktinfo], MsgFlags::empty(), Some(&dst))?;
+    Ok(())
 }
 
 #[cfg(test)]
