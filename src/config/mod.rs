@@ -8,6 +8,7 @@ pub mod nginx;
 pub mod schema;
 mod types;
 mod validate;
+mod validate_checks;
 
 pub use duration::HumanDuration;
 pub use types::*;

@@ -7,6 +7,7 @@
 //! a block. Defaults are written next to each field.
 
 mod check;
+mod directives;
 pub mod token;
 
 pub use check::{check_status_url, proxy_target_upstream, validate};

@@ -8,6 +8,7 @@
 //! verdicts and control requests into events and carries out the
 //! commands; tests replay both from fixtures (tests/conformance).
 
+mod adverts;
 pub mod announce;
 pub mod checks;
 pub mod event;
@@ -16,11 +17,11 @@ mod links;
 pub mod log_limit;
 mod member;
 pub mod plan;
+mod report;
 pub mod rx_filter;
 pub mod status;
 
 use crate::vrrp::instance::{Input, State};
-use crate::vrrp::packet::{Advert, ChecksumStyle, Version};
 use checks::Checks;
 use event::{Command, Event, Level};
 use faults::{FaultSource, Faults};
@@ -28,8 +29,7 @@ use log_limit::LogLimit;
 use member::Member;
 pub use member::VIP_RETRY;
 use plan::Plan;
-use rx_filter::Listener;
-use status::{CheckStatus, Counters, InstanceStatus, Transition};
+use status::{CheckStatus, InstanceStatus};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -272,115 +272,6 @@ impl Node {
         }
     }
 
-    fn on_advert(
-        &mut self,
-        now: Duration,
-        ifindex: u32,
-        v4: bool,
-        src: IpAddr,
-        advert: Advert,
-        checksum: ChecksumStyle,
-    ) {
-        let listeners = self.insts.iter().map(|m| Listener {
-            ifindex: m.plan.link.index,
-            v4: m.plan.v4,
-            vrid: m.core.config().vrid,
-            peers: &m.peers,
-            unicast: m.plan.unicast(),
-        });
-        let on_link = self.if_addrs.get(&ifindex).map_or(&[][..], Vec::as_slice);
-        let i = match rx_filter::route(listeners, ifindex, v4, advert.vrid, src, on_link) {
-            Ok(i) => i,
-            Err(why) => {
-                *self.dropped.entry(why).or_default() += 1;
-                return;
-            }
-        };
-        let before = self.insts[i].core.counters().dropped.clone();
-        let (version, interval_cs) = (advert.version, advert.interval_cs);
-        self.input(
-            now,
-            i,
-            Input::Advert {
-                src,
-                advert,
-                checksum,
-            },
-        );
-        let why = self.insts[i]
-            .core
-            .counters()
-            .dropped
-            .iter()
-            .find(|(k, v)| before.get(*k) != Some(*v))
-            .map(|(k, _)| *k);
-        if let Some(why) = why {
-            self.report_ignored_peer(now, i, src, why, version, interval_cs);
-        }
-    }
-
-    /// A peer whose adverts for our VRID are dropped for a mismatch does
-    /// not see ours as valid either: both may be MASTER, and a counter in
-    /// `status` is easy to miss. Say why, once in a while per peer.
-    fn report_ignored_peer(
-        &mut self,
-        now: Duration,
-        i: usize,
-        src: IpAddr,
-        why: &'static str,
-        version: Version,
-        interval_cs: u16,
-    ) {
-        let m = &self.insts[i];
-        let cfg = m.core.config();
-        let detail = match why {
-            "auth_mismatch" => {
-                "its authentication (type or password) differs from this instance's".to_string()
-            }
-            "version_mismatch" => format!(
-                "it sends VRRPv{}, this instance VRRPv{}",
-                version.number(),
-                cfg.version.number()
-            ),
-            "interval_mismatch" => format!(
-                "VRRPv2 needs the same advert interval on every router (RFC 3768 §7.1): it sends {} s, this instance {} s",
-                interval_cs / 100,
-                cfg.advert_interval_cs / 100
-            ),
-            "checksum_style" => {
-                "its VRRPv3 checksum is computed another way (see v3Checksum)".to_string()
-            }
-            _ => return,
-        };
-        let key = format!("ignored {} {src} {why}", m.plan.name);
-        if let Some(n) = self.logs.allow(&key, now) {
-            let msg = format!(
-                "instance {}: ignoring adverts from {src} for VRID {}: {detail}; it may be MASTER too{}",
-                m.plan.name,
-                cfg.vrid,
-                log_limit::more(n)
-            );
-            let name = m.plan.name.clone();
-            self.log(Level::Warn, Some(&name), msg);
-        }
-    }
-
-    /// keepalived's `auth_type AH` next to nginx-ha: neither side accepts
-    /// the other's adverts, so both are MASTER. Nothing else would tell.
-    fn on_ah(&mut self, ifindex: u32, v4: bool, src: IpAddr, vrid: u8, more: u64) {
-        let Some(m) = self.insts.iter().find(|m| {
-            (m.plan.link.index, m.plan.v4) == (ifindex, v4) && m.core.config().vrid == vrid
-        }) else {
-            return;
-        };
-        let name = m.plan.name.clone();
-        let msg = format!(
-            "instance {name}: {src} sends VRRP for VRID {vrid} wrapped in IPsec AH (IP protocol 51, keepalived's auth_type AH), which nginx-ha does not speak: neither node accepts the other's adverts and both may be MASTER; use auth_type PASS (VRRPv2 authPasswordFile) or none on both{}",
-            log_limit::more(more)
-        );
-        self.log(Level::Warn, Some(&name), msg);
-    }
-
     fn on_vip_failed(&mut self, now: Duration, instance: &str, error: String) {
         let Some(i) = self.insts.iter().position(|m| m.plan.name == instance) else {
             return;
@@ -517,83 +408,6 @@ impl Node {
             self.out.push(Command::CloseIo { index });
         }
     }
-
-    /// One line per instance for systemd's StatusText.
-    pub fn status_line(&self) -> String {
-        let mut parts: Vec<String> = self
-            .insts
-            .iter()
-            .map(|m| {
-                format!(
-                    "{}: {} prio {}",
-                    m.plan.name,
-                    m.core.state(),
-                    m.core.priority()
-                )
-            })
-            .collect();
-        if self.maintenance {
-            parts.insert(0, "MAINTENANCE".into());
-        }
-        parts.join("; ")
-    }
-
-    pub fn report(&self, now: Duration) -> Report {
-        let instances = self
-            .insts
-            .iter()
-            .map(|m| {
-                let c = m.core.counters();
-                InstanceStatus {
-                    name: m.plan.name.clone(),
-                    state: m.core.state().to_string(),
-                    priority: m.plan.priority,
-                    effective_priority: m.core.priority(),
-                    interface: m.plan.link.name.clone(),
-                    virtual_router_id: m.core.config().vrid,
-                    version: m.core.config().version.number(),
-                    virtual_ips: m.plan.vips.iter().map(|v| v.to_string()).collect(),
-                    master_address: m.core.master_addr().map(|a| a.to_string()),
-                    last_transition: m.core.last_transition().map(|(t, why)| Transition {
-                        seconds_ago: now.saturating_sub(*t).as_secs_f64(),
-                        reason: why.to_string(),
-                    }),
-                    faults: m.faults.reasons(),
-                    counters: Counters {
-                        adverts_sent: c.adverts_sent,
-                        adverts_received: c.adverts_received,
-                        priority_zero_sent: c.priority_zero_sent,
-                        priority_zero_received: c.priority_zero_received,
-                        address_mismatch: c.address_mismatch,
-                        lower_priority_answered: c.lower_priority_answered,
-                        vips_restored: m.vips_restored,
-                        dropped: c.dropped.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-                    },
-                }
-            })
-            .collect();
-        let checks = self
-            .checks
-            .iter()
-            .map(|(n, c)| CheckStatus {
-                name: n.clone(),
-                healthy: c.healthy,
-                detail: c.detail.clone(),
-                weight: c.weight,
-                seconds_since_change: now.saturating_sub(c.since).as_secs_f64(),
-            })
-            .collect();
-        Report {
-            maintenance: self.maintenance,
-            instances,
-            checks,
-            dropped: self
-                .dropped
-                .iter()
-                .map(|(k, v)| (k.to_string(), *v))
-                .collect(),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -624,6 +438,8 @@ mod purity {
             ("node/mod.rs", include_str!("mod.rs")),
             ("node/event.rs", include_str!("event.rs")),
             ("node/links.rs", include_str!("links.rs")),
+            ("node/adverts.rs", include_str!("adverts.rs")),
+            ("node/report.rs", include_str!("report.rs")),
             ("node/member.rs", include_str!("member.rs")),
             ("node/log_limit.rs", include_str!("log_limit.rs")),
             ("node/status.rs", include_str!("status.rs")),
@@ -633,6 +449,7 @@ mod purity {
             ("node/plan.rs", include_str!("plan.rs")),
             ("node/rx_filter.rs", include_str!("rx_filter.rs")),
             ("vrrp/instance.rs", include_str!("../vrrp/instance.rs")),
+            ("vrrp/counters.rs", include_str!("../vrrp/counters.rs")),
             ("vrrp/packet.rs", include_str!("../vrrp/packet.rs")),
         ] {
             let code: String = text
