@@ -4,7 +4,10 @@
 use std::path::Path;
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    for e in std::fs::read_dir(dir).expect("readable source dir").flatten() {
+    for e in std::fs::read_dir(dir)
+        .expect("readable source dir")
+        .flatten()
+    {
         let p = e.path();
         if p.is_dir() {
             rust_files(&p, out);

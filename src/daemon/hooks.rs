@@ -2,17 +2,14 @@
 //! by the notify timeout. A slow hook delays the next hook, never the VRRP
 //! loop.
 //!
-//! The queue holds at most one job per instance: a transition while an
-//! instance's job is still waiting replaces that job. A flapping instance
-//! therefore runs its hooks for the state it is in now, not for every state
-//! it passed through while an earlier hook ran, and the queue is bounded by
-//! the number of instances. Instances are served in the order they first
-//! queued. On SIGTERM the daemon waits (bounded) for the queue to empty, so
-//! the `stop` hooks run before it exits.
+//! Which job runs next is `crate::node::hook_queue`'s pure policy: one
+//! waiting job per instance, the latest. On SIGTERM the daemon waits
+//! (bounded) for the queue to empty, so the `stop` hooks run before it
+//! exits.
 
 use crate::child::{self, Leftovers};
+use crate::node::hook_queue::HookQueue;
 use log::{info, warn};
-use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -27,8 +24,7 @@ pub struct Job {
 
 #[derive(Default)]
 struct Queue {
-    order: VecDeque<String>,
-    jobs: BTreeMap<String, Job>,
+    waiting: HookQueue<Job>,
     /// A job has been taken and has not finished.
     running: bool,
 }
@@ -81,7 +77,7 @@ impl Hooks {
             loop {
                 let job = {
                     let mut q = s.lock();
-                    let job = q.order.pop_front().and_then(|n| q.jobs.remove(&n));
+                    let job = q.waiting.pop();
                     q.running = job.is_some();
                     job
                 };
@@ -106,13 +102,11 @@ impl Hooks {
         }
         let mut q = self.shared.lock();
         let name = job.instance.clone();
-        if let Some(old) = q.jobs.insert(name.clone(), job) {
+        if let Some(old) = q.waiting.push(&name, job) {
             info!(
                 "notify hooks for {name} {} skipped: the instance has moved on",
                 old.state
             );
-        } else {
-            q.order.push_back(name);
         }
         drop(q);
         // Stores a permit when the worker is busy, so no wake-up is lost.
@@ -121,7 +115,7 @@ impl Hooks {
 
     fn busy(&self) -> bool {
         let q = self.shared.lock();
-        q.running || !q.order.is_empty()
+        q.running || !q.waiting.is_empty()
     }
 
     /// Waits until every queued hook has run, at most `limit`.

@@ -13,6 +13,7 @@ pub mod announce;
 pub mod checks;
 pub mod event;
 pub mod faults;
+pub mod hook_queue;
 mod links;
 pub mod log_limit;
 mod member;
@@ -446,6 +447,7 @@ mod purity {
             ("node/announce.rs", include_str!("announce.rs")),
             ("node/checks.rs", include_str!("checks.rs")),
             ("node/faults.rs", include_str!("faults.rs")),
+            ("node/hook_queue.rs", include_str!("hook_queue.rs")),
             ("node/plan.rs", include_str!("plan.rs")),
             ("node/rx_filter.rs", include_str!("rx_filter.rs")),
             ("vrrp/instance.rs", include_str!("../vrrp/instance.rs")),
