@@ -143,17 +143,10 @@ fn main() -> ExitCode {
             let dir =
                 runtime_dir.unwrap_or_else(|| dir_from_env("RUNTIME_DIRECTORY", "/run/nginx-ha"));
             let on = mode == "on";
-            match nginx_ha::daemon::control::request(
-                &dir,
-                nginx_ha::daemon::control::Command::Maintenance(on),
-            ) {
-                Ok(answer) if answer.contains("\"ok\":true") => {
+            match nginx_ha::daemon::control::maintenance(&dir, on) {
+                Ok(_) => {
                     println!("maintenance {mode}");
                     ExitCode::SUCCESS
-                }
-                Ok(answer) => {
-                    eprintln!("nginx-ha maintenance: {}", answer.trim());
-                    ExitCode::FAILURE
                 }
                 Err(e) => {
                     eprintln!("nginx-ha maintenance: {e}");

@@ -46,7 +46,9 @@ pub struct Request {
     pub reply: oneshot::Sender<String>,
 }
 
-pub use crate::node::status::{CheckStatus, Counters, InstanceStatus, Status, Transition};
+pub use crate::node::status::{
+    CheckStatus, Counters, InstanceStatus, MaintenanceAnswer, Status, Transition,
+};
 
 /// Connections served at once. Each costs a file descriptor and a task;
 /// more are answered "busy" at once instead of queueing without bound.
@@ -296,6 +298,18 @@ pub fn request(dir: &Path, cmd: Command) -> Result<String, ClientError> {
         return Err(ClientError::Refused(e.clone()));
     }
     Ok(line)
+}
+
+/// Switches maintenance mode; the daemon answers once it is persisted.
+pub fn maintenance(dir: &Path, on: bool) -> Result<MaintenanceAnswer, ClientError> {
+    let raw = request(dir, Command::Maintenance(on))?;
+    let a: MaintenanceAnswer =
+        serde_json::from_str(&raw).map_err(|e| ClientError::Answer(e.to_string()))?;
+    if a.ok && a.maintenance == on {
+        Ok(a)
+    } else {
+        Err(ClientError::Answer(raw.trim().to_string()))
+    }
 }
 
 pub fn status(dir: &Path) -> Result<(Status, String), ClientError> {

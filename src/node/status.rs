@@ -69,3 +69,11 @@ pub struct Status {
     /// Packets dropped before reaching an instance, by reason.
     pub dropped: BTreeMap<String, u64>,
 }
+
+/// The answer to `maintenance on|off`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MaintenanceAnswer {
+    pub ok: bool,
+    pub maintenance: bool,
+}

@@ -30,7 +30,11 @@ impl Daemon {
         }
         self.feed(Event::Maintenance(on)).await;
         self.report_status();
-        serde_json::json!({ "ok": true, "maintenance": on }).to_string()
+        let answer = control::MaintenanceAnswer {
+            ok: true,
+            maintenance: on,
+        };
+        serde_json::to_string(&answer).unwrap_or_default()
     }
 
     pub fn status(&self) -> Status {
