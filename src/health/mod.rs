@@ -107,6 +107,15 @@ impl Running {
     }
 }
 
+/// An http check passes on its `expectStatus`, or on any 2xx when none is
+/// given (as documented; a health endpoint may answer 204).
+fn status_ok(code: u16, expect: Option<u64>) -> bool {
+    match expect {
+        Some(e) => u64::from(code) == e,
+        None => (200..300).contains(&code),
+    }
+}
+
 async fn run_extra(name: String, c: ExtraCheck, tx: mpsc::UnboundedSender<Event>) {
     let mut tracker = Tracker::new(c.rise as u32, c.fall as u32);
     let mut tick = tokio::time::interval(c.interval.as_duration());
@@ -119,7 +128,7 @@ async fn run_extra(name: String, c: ExtraCheck, tx: mpsc::UnboundedSender<Event>
         let r = match c.kind {
             ExtraCheckType::Http => match &url {
                 Some(u) => match probe::http_get(u, limit).await {
-                    Ok((code, _)) if u64::from(code) == c.expect_status.unwrap_or(200) => Ok(()),
+                    Ok((code, _)) if status_ok(code, c.expect_status) => Ok(()),
                     Ok((code, _)) => Err(format!("answered {code}")),
                     Err(e) => Err(e),
                 },
@@ -143,5 +152,20 @@ async fn run_extra(name: String, c: ExtraCheck, tx: mpsc::UnboundedSender<Event>
                 detail,
             }));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::status_ok;
+
+    #[test]
+    fn expect_status_or_any_2xx() {
+        assert!(status_ok(204, None));
+        assert!(status_ok(200, None));
+        assert!(!status_ok(301, None));
+        assert!(!status_ok(503, None));
+        assert!(status_ok(503, Some(503)));
+        assert!(!status_ok(200, Some(204)));
     }
 }
