@@ -5,9 +5,9 @@
 //! Hence this file depends only on nginx-ha and serde_json.
 
 use nginx_ha::config::nginx::{Nginx, validate};
+use nginx_ha::config::url::HttpUrl;
 use nginx_ha::config::{self, LoadError, Problems};
 use nginx_ha::health::stub_status;
-use nginx_ha::health::url::HttpUrl;
 use nginx_ha::render::{RenderError, RenderOptions, render, render_declaration};
 use nginx_ha::vrrp::packet::IpMeta;
 use nginx_ha::vrrp::packet::{Advert, Auth, V3_MAX_INTERVAL_CS, Version};

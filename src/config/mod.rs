@@ -7,6 +7,7 @@ pub mod limits;
 pub mod nginx;
 pub mod schema;
 mod types;
+pub mod url;
 mod validate;
 mod validate_checks;
 

@@ -38,7 +38,7 @@ pub(super) fn validate_checks(p: &mut Problems, d: &Declaration) {
     let n = &d.checks.nginx;
     if n.enable {
         check_abs_path(p, "checks.nginx.pidFile", &n.pid_file);
-        match crate::health::url::HttpUrl::parse(&n.status_url) {
+        match super::url::HttpUrl::parse(&n.status_url) {
             Err(e) => p.push("checks.nginx.statusUrl", e),
             // stub_status shows connection counts; it is served on loopback
             // only, and a check of another machine's nginx would keep this
@@ -97,7 +97,7 @@ fn validate_extra(p: &mut Problems, at: &str, c: &ExtraCheck) {
             match &c.url {
                 None => p.push(format!("{at}.url"), "is required for an http check"),
                 Some(u) => {
-                    if let Err(e) = crate::health::url::HttpUrl::parse(u) {
+                    if let Err(e) = super::url::HttpUrl::parse(u) {
                         p.push(format!("{at}.url"), e);
                     }
                 }

@@ -7,7 +7,7 @@ pub mod nginx;
 pub mod probe;
 pub mod stub_status;
 pub mod tracker;
-pub mod url;
+pub use crate::config::url;
 
 use crate::config::{Checks, ExtraCheck, ExtraCheckType};
 use std::collections::BTreeMap;

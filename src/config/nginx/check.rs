@@ -478,7 +478,7 @@ fn check_status_page(p: &mut Problems, n: &Nginx) {
 /// probe someone else's listener).
 pub fn check_status_url(p: &mut Problems, n: &Nginx, status_url: &str) {
     let s = &n.status_page;
-    let Ok(url) = crate::health::url::HttpUrl::parse(status_url) else {
+    let Ok(url) = crate::config::url::HttpUrl::parse(status_url) else {
         return; // reported by the checks validation
     };
     if !s.enable {

@@ -1,6 +1,7 @@
 //! The tiny subset of URLs the health checks speak: `http://HOST[:PORT]/PATH`
 //! with HOST an IP literal or `localhost`. Checks run inside the node and
-//! must not depend on DNS, so names other than localhost are refused.
+//! must not depend on DNS, so names other than localhost are refused. Part
+//! of the declaration (validation parses it); the checks use it as is.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
