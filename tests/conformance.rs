@@ -168,7 +168,7 @@ impl Run {
                     .expect("interface in addresses")
             })
             .collect();
-        let plans = plans(&parsed, &passwords, &plan_links);
+        let plans = plans(&parsed, &passwords, &plan_links).expect("plans");
         let weights = weights(&parsed);
         Run {
             node: Node::new(weights, case.maintenance),
@@ -344,7 +344,7 @@ impl Run {
             .values()
             .map(|i| self.links.get(&i.interface).cloned().expect("interface"))
             .collect();
-        let new_plans = plans(&parsed, &self.passwords, &plan_links);
+        let new_plans = plans(&parsed, &self.passwords, &plan_links).expect("plans");
         let restarted: Vec<String> = parsed
             .checks
             .extra

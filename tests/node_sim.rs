@@ -83,7 +83,9 @@ fn node(i: usize, priority: u64, interval: &str) -> Member {
         up: true,
         mac: Some([2, 0, 0, 0, 0, i as u8]),
     };
-    let plan = plans(&d, &Passwords::new(), &[link]).remove(0);
+    let plan = plans(&d, &Passwords::new(), &[link])
+        .expect("plans")
+        .remove(0);
     let mut n = Node::new(BTreeMap::from([("nginx".to_string(), 0)]), false);
     let a = addr(i);
     // The start-up commands (open sockets, nothing else) need no world.

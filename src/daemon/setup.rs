@@ -29,6 +29,8 @@ pub enum SetupError {
         "instances.{instance}.authPasswordFile: the password must be 1 to 8 bytes (VRRPv2 PASS)"
     )]
     PasswordLength { instance: String },
+    #[error("{0}")]
+    Plan(#[from] crate::node::plan::PlanError),
 }
 
 async fn read_password(name: &str, path: &Path) -> Result<Auth, SetupError> {
@@ -75,7 +77,7 @@ pub async fn plan(
             })?;
         links.push(link);
     }
-    Ok(plans(d, passwords, &links))
+    Ok(plans(d, passwords, &links)?)
 }
 
 /// A declaration and the secrets it names, read for a reload.

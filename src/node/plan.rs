@@ -33,42 +33,95 @@ pub struct Plan {
     pub auth: Auth,
     pub checksum: ChecksumStyle,
     pub priority: u8,
+    /// The declaration's numbers in the types the wire carries, narrowed
+    /// once here (validation guarantees they fit; a declaration that was
+    /// not validated is refused by name rather than quietly defaulted).
+    pub version: Version,
+    pub vrid: u8,
+    pub advert_interval_cs: u16,
 }
 
-pub fn base_priority(d: &Declaration, i: &Decl) -> u8 {
-    if i.address_owner {
-        OWNER_PRIORITY
-    } else {
-        // Ranges were validated; the fallback cannot be reached.
-        u8::try_from(i.priority.unwrap_or(d.node.priority)).unwrap_or(1)
-    }
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("instances.{instance}.{field}: {value} does not fit (the declaration was not validated?)")]
+pub struct PlanError {
+    pub instance: String,
+    pub field: &'static str,
+    pub value: String,
+}
+
+fn narrow<T: TryFrom<u64>>(instance: &str, field: &'static str, v: u64) -> Result<T, PlanError> {
+    T::try_from(v).map_err(|_| PlanError {
+        instance: instance.into(),
+        field,
+        value: v.to_string(),
+    })
 }
 
 /// The plans of a declaration's instances, `links` in the order of
 /// `d.instances` (the interfaces looked up by name).
-pub fn plans(d: &Declaration, passwords: &Passwords, links: &[LinkInfo]) -> Vec<Plan> {
+pub fn plans(
+    d: &Declaration,
+    passwords: &Passwords,
+    links: &[LinkInfo],
+) -> Result<Vec<Plan>, PlanError> {
     d.instances
         .iter()
         .zip(links)
-        .map(|((name, i), link)| {
-            let v4 = i.virtual_ips.first().is_none_or(|v| v.addr.is_ipv4());
-            let checksum = match i.v3_checksum {
-                V3Checksum::Rfc => ChecksumStyle::Rfc,
-                V3Checksum::AsV2 => ChecksumStyle::AsV2,
-                V3Checksum::OldUnicast => ChecksumStyle::OldUnicast,
-            };
-            Plan {
-                name: name.clone(),
-                decl: i.clone(),
-                link: link.clone(),
-                v4,
-                vips: i.virtual_ips.clone(),
-                auth: passwords.get(name).cloned().unwrap_or(Auth::None),
-                checksum,
-                priority: base_priority(d, i),
-            }
-        })
+        .map(|((name, i), link)| plan(d, name, i, passwords, link))
         .collect()
+}
+
+fn plan(
+    d: &Declaration,
+    name: &str,
+    i: &Decl,
+    passwords: &Passwords,
+    link: &LinkInfo,
+) -> Result<Plan, PlanError> {
+    let v4 = i.virtual_ips.first().is_none_or(|v| v.addr.is_ipv4());
+    let checksum = match i.v3_checksum {
+        V3Checksum::Rfc => ChecksumStyle::Rfc,
+        V3Checksum::AsV2 => ChecksumStyle::AsV2,
+        V3Checksum::OldUnicast => ChecksumStyle::OldUnicast,
+    };
+    let priority = if i.address_owner {
+        OWNER_PRIORITY
+    } else {
+        let (field, v) = match i.priority {
+            Some(p) => ("priority", p),
+            None => ("node.priority", d.node.priority),
+        };
+        narrow(name, field, v)?
+    };
+    let version = match i.version {
+        2 => Version::V2,
+        3 => Version::V3,
+        v => {
+            return Err(PlanError {
+                instance: name.into(),
+                field: "version",
+                value: v.to_string(),
+            });
+        }
+    };
+    let interval_cs = i.advert_interval.as_duration().as_millis() / 10;
+    Ok(Plan {
+        name: name.to_string(),
+        decl: i.clone(),
+        link: link.clone(),
+        v4,
+        vips: i.virtual_ips.clone(),
+        auth: passwords.get(name).cloned().unwrap_or(Auth::None),
+        checksum,
+        priority,
+        version,
+        vrid: narrow(name, "virtualRouterId", i.virtual_router_id)?,
+        advert_interval_cs: narrow(
+            name,
+            "advertInterval",
+            u64::try_from(interval_cs).unwrap_or(u64::MAX),
+        )?,
+    })
 }
 
 impl Plan {
@@ -131,17 +184,11 @@ impl Plan {
     }
 
     pub fn core_config(&self, primary: Option<IpAddr>) -> Config {
-        let version = if self.decl.version == 2 {
-            Version::V2
-        } else {
-            Version::V3
-        };
-        let interval = self.decl.advert_interval.as_duration();
         Config {
-            version,
-            vrid: u8::try_from(self.decl.virtual_router_id).unwrap_or(1),
+            version: self.version,
+            vrid: self.vrid,
             priority: self.priority,
-            advert_interval_cs: u16::try_from(interval.as_millis() / 10).unwrap_or(100),
+            advert_interval_cs: self.advert_interval_cs,
             preempt: self.decl.preempt,
             preempt_delay: self.decl.preempt_delay.as_duration(),
             primary_addr: primary.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
@@ -150,5 +197,49 @@ impl Plan {
             checksum: self.checksum,
             fast_takeover: self.fast_takeover(primary),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link() -> LinkInfo {
+        LinkInfo {
+            index: 2,
+            name: "eth1".into(),
+            up: true,
+            mac: None,
+        }
+    }
+
+    fn decl(instance: serde_json::Value) -> Declaration {
+        // Deserialized without validation, as a caller that skipped it would.
+        serde_json::from_value(serde_json::json!({
+            "node": { "name": "lb1", "priority": 150 },
+            "instances": { "web": instance }
+        }))
+        .expect("shape")
+    }
+
+    #[test]
+    fn numbers_are_narrowed_once_and_never_defaulted() {
+        let ok = decl(serde_json::json!({
+            "interface": "eth1", "virtualRouterId": 51, "virtualIps": ["192.0.2.100/24"],
+            "advertInterval": "250ms", "version": 3
+        }));
+        let p = &plans(&ok, &Passwords::new(), &[link()]).expect("valid")[0];
+        assert_eq!(
+            (p.vrid, p.advert_interval_cs, p.priority, p.version),
+            (51, 25, 150, Version::V3)
+        );
+        let bad = decl(serde_json::json!({
+            "interface": "eth1", "virtualRouterId": 300, "virtualIps": ["192.0.2.100/24"]
+        }));
+        let e = plans(&bad, &Passwords::new(), &[link()]).expect_err("300 is no VRID");
+        assert_eq!(
+            e.to_string(),
+            "instances.web.virtualRouterId: 300 does not fit (the declaration was not validated?)"
+        );
     }
 }
