@@ -11,10 +11,9 @@
 //!
 //! Not a test and not run by CI's test suite.
 
-#[path = "../tests/lab/mod.rs"]
-mod lab;
+use nginx_ha_lab as lab;
 
-use lab::{Lab, children_of, http_get, in_netns, wait_for};
+use lab::{Lab, children_of, http_get, in_netns, ms, wait_for};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -52,9 +51,6 @@ fn jitter() {
     std::thread::sleep(Duration::from_micros(x % 1_000_000));
 }
 
-fn ms(v: u64) -> Duration {
-    Duration::from_millis(v)
-}
 fn msf(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -791,37 +787,19 @@ fn net_v6(k: usize, host: u16) -> String {
 /// eth1.. on each node, each on a bridge of its own in the bridge namespace.
 fn add_net(lab: &Lab, k: usize) {
     let br = format!("br{k}");
-    let b = lab.bridge_ns.as_str();
-    lab::sh(&["ip", "-n", b, "link", "add", &br, "type", "bridge"]);
-    lab::sh(&[
-        "ip",
-        "-n",
-        b,
-        "link",
-        "set",
-        &br,
-        "type",
-        "bridge",
-        "forward_delay",
-        "0",
-        "mcast_snooping",
-        "0",
-    ]);
-    lab::sh(&["ip", "-n", b, "link", "set", &br, "up"]);
+    lab.add_bridge(&br);
     for i in 0..2 {
-        let ns = lab.nodes[i].ns.as_str();
-        let port = format!("p{i}k{k}");
-        let dev = format!("eth{k}");
-        lab::sh(&[
-            "ip", "-n", b, "link", "add", &port, "type", "veth", "peer", "name", &dev, "netns", ns,
-        ]);
-        lab::sh(&["ip", "-n", b, "link", "set", &port, "master", &br, "up"]);
-        lab::sh(&["ip", "-n", ns, "link", "set", &dev, "up"]);
-        let v4 = format!("{}/24", net_v4(k, 11 + i as u8));
-        let v6 = format!("{}/64", net_v6(k, 0x11 + i as u16));
-        for a in [&v4, &v6] {
-            lab::sh(&["ip", "-n", ns, "addr", "add", a, "dev", &dev, "nodad"]);
-        }
+        let addrs = [
+            format!("{}/24", net_v4(k, 11 + i as u8)),
+            format!("{}/64", net_v6(k, 0x11 + i as u16)),
+        ];
+        lab.add_port(
+            &lab.nodes[i].ns,
+            &format!("p{i}k{k}"),
+            &format!("eth{k}"),
+            &br,
+            &addrs,
+        );
     }
 }
 
@@ -1522,7 +1500,7 @@ fn write_report(rep: &Report) -> String {
     );
     let _ = writeln!(
         m,
-        "nginx in every node: `daemon off; master_process on; worker_processes 1;`, a server on port 80 answering `nodeN`, and `stub_status` on 127.0.0.1:8081 (`tests/lab/mod.rs`). Priorities 150/100, VRID 51, VIP {VIP}/24, multicast, preemption on, in both daemons.\n"
+        "nginx in every node: `daemon off; master_process on; worker_processes 1;`, a server on port 80 answering `nodeN`, and `stub_status` on 127.0.0.1:8081 (`crates/lab/src/lab.rs`). Priorities 150/100, VRID 51, VIP {VIP}/24, multicast, preemption on, in both daemons.\n"
     );
     for (_, rs) in &rep.results {
         for r in rs {

@@ -4,8 +4,7 @@
 //!
 //! Run as root through `scripts/demo` (which installs and builds first).
 
-#[path = "../tests/lab/mod.rs"]
-mod lab;
+use nginx_ha_lab as lab;
 
 use lab::{Lab, wait_for};
 use serde_json::json;

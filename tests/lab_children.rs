@@ -5,7 +5,7 @@
 //! instance runs a bounded number of hooks, the last for its current
 //! state; the `stop` hook runs on SIGTERM. Needs root.
 
-mod lab;
+use nginx_ha_lab as lab;
 
 use lab::{Lab, require_root_and_tools, wait_for};
 use serde_json::{Value, json};

@@ -4,7 +4,7 @@
 //! and refuses users other than root, the daemon's and its group's even
 //! when the socket's mode would let them in. Needs root.
 
-mod lab;
+use nginx_ha_lab as lab;
 
 use lab::{Lab, require_root_and_tools, wait_for};
 use serde_json::json;

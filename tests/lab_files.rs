@@ -5,7 +5,7 @@
 //! used to freeze the event loop: no adverts, two masters; /dev/zero grew
 //! memory without end). Needs root.
 
-mod lab;
+use nginx_ha_lab as lab;
 
 use lab::{Lab, require_root_and_tools, wait_for};
 use serde_json::{Value, json};

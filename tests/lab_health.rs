@@ -2,7 +2,7 @@
 //! with real nginx: failover on nginx death and hang, failback, maintenance,
 //! reload, capabilities, sd_notify, status, hooks. Needs root.
 
-mod lab;
+use nginx_ha_lab as lab;
 
 use lab::{Lab, mdi_100ms, ms, require_root_and_tools, skew_100ms, wait_for};
 use serde_json::{Value, json};

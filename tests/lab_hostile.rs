@@ -4,7 +4,7 @@
 //! answering `status`, memory stays bounded, and `status --json` counts
 //! every drop by reason. Needs root.
 
-mod lab;
+use nginx_ha_lab as lab;
 
 use lab::{Lab, in_netns, require_root_and_tools, wait_for};
 use nginx_ha::vrrp::packet::{Advert, Auth, ChecksumStyle, MCAST_V4, Version};

@@ -2,7 +2,7 @@
 //! from the same declaration the daemon runs, and the TEST-ONLY certificate
 //! in secrets/. Twin of the VM test `tls-maintenance: HTTPS`. Needs root.
 
-mod lab;
+use nginx_ha_lab as lab;
 
 use lab::{Lab, require_root_and_tools, wait_for};
 use serde_json::{Value, json};
