@@ -1,5 +1,6 @@
 //! The state machine against the RFC text, clause by clause. Each test names
-//! the clause it checks; README's conformance table points here.
+//! the clause it checks; the conformance table in docs/reliability.md
+//! points here.
 
 use nginx_ha::vrrp::instance::{Action, Config, DropReason, Input, Instance, Reason, State};
 use nginx_ha::vrrp::packet::{Advert, Auth, ChecksumStyle, Version};

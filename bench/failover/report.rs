@@ -1,5 +1,5 @@
 //! The Markdown report (BENCHMARKS.md): statistics over the runs, the
-//! verdicts against the README's bounds, and the configs used.
+//! verdicts against issue 7's targets, and the configs used.
 
 use crate::scenarios::{Profile, SCENARIOS, ScaleResult, SetupResult};
 use crate::{Opts, REQ_TIMEOUT, VIP, cmd_out, loadavg, msf};
