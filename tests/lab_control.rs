@@ -6,14 +6,12 @@
 
 use nginx_ha_lab as lab;
 
-use lab::{Lab, require_root_and_tools, wait_for};
+use lab::{Lab, VIP, require_root_and_tools, wait_for};
 use serde_json::json;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
-
-const VIP: &str = "192.0.2.100";
 
 fn one_node() -> Lab {
     let mut lab = Lab::new(1, env!("CARGO_BIN_EXE_nginx-ha").as_ref());

@@ -4,13 +4,11 @@
 
 use nginx_ha_lab as lab;
 
-use lab::{Lab, require_root_and_tools, wait_for};
+use lab::{Lab, VIP, require_root_and_tools, wait_for};
 use serde_json::{Value, json};
 use std::net::IpAddr;
 use std::process::Command;
 use std::time::Duration;
-
-const VIP: &str = "192.0.2.100";
 
 fn secret(name: &str) -> String {
     format!(

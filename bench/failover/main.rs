@@ -21,14 +21,12 @@ use scenarios::{
     scale_nginx_ha, scale_plan,
 };
 
-use lab::Lab;
+use lab::{Lab, VIP, vip};
 use std::fs;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-pub const VIP: &str = "192.0.2.100";
 pub const POLL_EVERY: Duration = Duration::from_millis(10);
 /// Per-request timeout of the client (each request is its own connection).
 pub const REQ_TIMEOUT: Duration = Duration::from_millis(500);
@@ -57,9 +55,6 @@ pub fn jitter() {
 
 pub fn msf(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-pub fn vip() -> IpAddr {
-    VIP.parse().expect("vip")
 }
 
 // ---------------------------------------------------------------- options

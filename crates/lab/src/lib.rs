@@ -15,7 +15,7 @@ mod net;
 pub mod nspawn;
 
 pub use lab::{Lab, Node, instance};
-pub use net::{CLIENT_V4, CLIENT_V6, children_of, http_get, in_netns, node_v4, node_v6};
+pub use net::{CLIENT_V4, CLIENT_V6, VIP, children_of, http_get, in_netns, node_v4, node_v6, vip};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -5,7 +5,7 @@
 use crate::{Lab, sh};
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
@@ -14,6 +14,14 @@ pub fn node_v4(i: usize) -> Ipv4Addr {
 }
 pub fn node_v6(i: usize) -> Ipv6Addr {
     Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x11 + i as u16)
+}
+
+/// The virtual IP of the labs' instances (the IPv6 one, where a test has
+/// one, is its own).
+pub const VIP: &str = "192.0.2.100";
+
+pub fn vip() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100))
 }
 
 pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 200);

@@ -2,8 +2,8 @@
 //! properties, the daemon's state file, status and journal, and the
 //! operating promises every scenario checks first.
 
-use super::{NspawnLab, Ran, vip, write};
-use crate::{ms, wait_for};
+use super::{NspawnLab, Ran, write};
+use crate::{ms, vip, wait_for};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

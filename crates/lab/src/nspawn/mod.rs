@@ -27,17 +27,16 @@ mod inside;
 
 pub use inside::check_caps;
 
-use crate::{Lab, ms, node_v4, wait_for};
+use crate::{Lab, ms, node_v4, skew_100ms, wait_for};
+pub use crate::{VIP, vip};
 use serde_json::{Value, json};
 use std::fs;
-use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub const VIP: &str = "192.0.2.100";
 pub const VRID: u64 = 51;
 pub const PRIORITIES: [u64; 2] = [150, 100];
 pub const UNIT: &str = concat!(
@@ -49,20 +48,11 @@ const BUILD_ROOTFS: &str = concat!(
     "/../../vm-tests/nspawn/build-rootfs"
 );
 
-pub fn vip() -> IpAddr {
-    VIP.parse().unwrap()
-}
-
-/// Skew_Time for priority `p` at 100 ms adverts (RFC 5798 §6.1).
-pub fn skew(p: u64) -> Duration {
-    Duration::from_micros((256 - p) * 100_000 / 256)
-}
-
 /// The README's failover bound for the backup (priority 100): it takes over
 /// Skew_Time after the master's priority-0 advert; 250 ms covers detection
 /// and the client's poll.
 pub fn failover_bound() -> Duration {
-    skew(PRIORITIES[1]) + ms(250)
+    skew_100ms(PRIORITIES[1]) + ms(250)
 }
 
 /// Skips (loudly) when the harness cannot run here; fails instead under CI,
