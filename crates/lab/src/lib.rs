@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+/// Milliseconds: the unit of the timing literals in the tests and the
+/// benchmark.
 pub fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
 }
