@@ -4,16 +4,13 @@
 //!
 //! Run as root through `scripts/demo` (which installs and builds first).
 
-#[path = "../tests/lab/mod.rs"]
-mod lab;
+use nginx_ha_lab as lab;
 
-use lab::{Lab, wait_for};
+use lab::{Lab, VIP, wait_for};
 use serde_json::json;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-const VIP: &str = "192.0.2.100";
 
 struct Row {
     setup: &'static str,

@@ -15,9 +15,13 @@ rustPlatform.buildRustPackage {
       ../Cargo.toml
       ../Cargo.lock
       ../src
+      # A workspace member (the lab harness, a dev-dependency): Cargo
+      # loads every member's manifest even to build the daemon alone.
+      ../crates
       (lib.fileset.maybeMissing ../nginx-templates)
       (lib.fileset.maybeMissing ../tests)
       (lib.fileset.maybeMissing ../benches)
+      (lib.fileset.maybeMissing ../bench)
       (lib.fileset.maybeMissing ../examples)
     ];
   };

@@ -1,14 +1,13 @@
 //! The state machine against the RFC text, clause by clause. Each test names
-//! the clause it checks; README's conformance table points here.
+//! the clause it checks; the conformance table in docs/reliability.md
+//! points here.
 
 use nginx_ha::vrrp::instance::{Action, Config, DropReason, Input, Instance, Reason, State};
 use nginx_ha::vrrp::packet::{Advert, Auth, ChecksumStyle, Version};
+use nginx_ha_lab::ms;
 use std::net::IpAddr;
 use std::time::Duration;
 
-fn ms(v: u64) -> Duration {
-    Duration::from_millis(v)
-}
 fn us(v: u64) -> Duration {
     Duration::from_micros(v)
 }

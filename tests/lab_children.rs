@@ -5,21 +5,14 @@
 //! instance runs a bounded number of hooks, the last for its current
 //! state; the `stop` hook runs on SIGTERM. Needs root.
 
-mod lab;
+use nginx_ha_lab as lab;
 
-use lab::{Lab, require_root_and_tools, wait_for};
+use lab::{Lab, VIP, require_root_and_tools, vip, wait_for};
 use serde_json::{Value, json};
-use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
-
-const VIP: &str = "192.0.2.100";
-
-fn vip() -> IpAddr {
-    VIP.parse().unwrap()
-}
 
 fn decl(lab: &Lab, i: usize) -> Value {
     lab.declaration(i, 150, json!({ "web": lab::instance(VIP, json!({})) }))

@@ -4,16 +4,14 @@
 //! and refuses users other than root, the daemon's and its group's even
 //! when the socket's mode would let them in. Needs root.
 
-mod lab;
+use nginx_ha_lab as lab;
 
-use lab::{Lab, require_root_and_tools, wait_for};
+use lab::{Lab, VIP, require_root_and_tools, wait_for};
 use serde_json::json;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
-
-const VIP: &str = "192.0.2.100";
 
 fn one_node() -> Lab {
     let mut lab = Lab::new(1, env!("CARGO_BIN_EXE_nginx-ha").as_ref());

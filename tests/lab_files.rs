@@ -5,21 +5,14 @@
 //! used to freeze the event loop: no adverts, two masters; /dev/zero grew
 //! memory without end). Needs root.
 
-mod lab;
+use nginx_ha_lab as lab;
 
-use lab::{Lab, require_root_and_tools, wait_for};
+use lab::{Lab, VIP, require_root_and_tools, vip, wait_for};
 use serde_json::{Value, json};
-use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-const VIP: &str = "192.0.2.100";
-
-fn vip() -> IpAddr {
-    VIP.parse().unwrap()
-}
 
 fn mkfifo(p: &Path) {
     let _ = std::fs::remove_file(p);

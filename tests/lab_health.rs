@@ -2,19 +2,12 @@
 //! with real nginx: failover on nginx death and hang, failback, maintenance,
 //! reload, capabilities, sd_notify, status, hooks. Needs root.
 
-mod lab;
+use nginx_ha_lab as lab;
 
-use lab::{Lab, mdi_100ms, ms, require_root_and_tools, skew_100ms, wait_for};
+use lab::{Lab, VIP, mdi_100ms, ms, require_root_and_tools, skew_100ms, vip, wait_for};
 use serde_json::{Value, json};
-use std::net::IpAddr;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
-
-const VIP: &str = "192.0.2.100";
-
-fn vip() -> IpAddr {
-    VIP.parse().unwrap()
-}
 
 fn decl(lab: &Lab, i: usize, extra: &Value) -> Value {
     let prio = if i == 0 { 150 } else { 100 };

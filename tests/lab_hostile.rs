@@ -4,20 +4,14 @@
 //! answering `status`, memory stays bounded, and `status --json` counts
 //! every drop by reason. Needs root.
 
-mod lab;
+use nginx_ha_lab as lab;
 
-use lab::{Lab, in_netns, require_root_and_tools, wait_for};
+use lab::{Lab, VIP, in_netns, require_root_and_tools, vip, wait_for};
 use nginx_ha::vrrp::packet::{Advert, Auth, ChecksumStyle, MCAST_V4, Version};
 use serde_json::{Value, json};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
-
-const VIP: &str = "192.0.2.100";
-
-fn vip() -> IpAddr {
-    VIP.parse().unwrap()
-}
 
 /// One node (node0, sole master) with three instances on eth0: VRRPv3
 /// multicast (VRID 51), VRRPv2 with PASS (52), VRRPv3 unicast (53).

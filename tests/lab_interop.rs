@@ -3,7 +3,7 @@
 //! Each case elects the right master and fails over both ways. Needs root
 //! and keepalived (CI installs it).
 
-mod lab;
+use nginx_ha_lab as lab;
 
 use lab::{Lab, require_root_and_tools, wait_for};
 use serde_json::{Value, json};

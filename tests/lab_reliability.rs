@@ -4,7 +4,7 @@
 //! report "all fine" while serving nothing. Real nginx, the real daemon,
 //! network namespaces; needs root (CI runs it as root).
 
-mod lab;
+use nginx_ha_lab as lab;
 
 use lab::{Lab, ms, require_root_and_tools, wait_for};
 use serde_json::{Value, json};

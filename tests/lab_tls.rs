@@ -1,19 +1,20 @@
 //! HTTPS through the VIP with nginx configured by `nginx-ha render-nginx`
 //! from the same declaration the daemon runs, and the TEST-ONLY certificate
-//! in secrets/. Twin of the VM test `tls-maintenance: HTTPS`. Needs root.
+//! in tests/fixtures/secrets/. Twin of the VM test `tls-maintenance: HTTPS`. Needs root.
 
-mod lab;
+use nginx_ha_lab as lab;
 
-use lab::{Lab, require_root_and_tools, wait_for};
+use lab::{Lab, VIP, require_root_and_tools, wait_for};
 use serde_json::{Value, json};
 use std::net::IpAddr;
 use std::process::Command;
 use std::time::Duration;
 
-const VIP: &str = "192.0.2.100";
-
 fn secret(name: &str) -> String {
-    format!("{}/secrets/{name}", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/tests/fixtures/secrets/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
 
 fn declaration(lab: &Lab, i: usize) -> Value {

@@ -4,7 +4,7 @@
 //! advertise to nobody and become master beside every other node; it is
 //! held in FAULT with a reason instead. Needs root.
 
-mod lab;
+use nginx_ha_lab as lab;
 
 use lab::{Lab, require_root_and_tools, wait_for};
 use serde_json::json;

@@ -1,7 +1,7 @@
 //! VRRP on real Linux networking: two nodes and a client in network
 //! namespaces, real nginx, the real daemon. Needs root (CI runs it as root).
 
-mod lab;
+use nginx_ha_lab as lab;
 
 use lab::{Lab, mdi_100ms, ms, require_root_and_tools, skew_100ms, wait_for};
 use serde_json::{Value, json};

@@ -1,16 +1,19 @@
 //! systemd-level twins of the NixOS VM tests (vm-tests/): each node is a
 //! Debian systemd-nspawn container running the shipped unit file, Debian's
-//! nginx under systemd and the freshly built daemon. See tests/nspawn/mod.rs
+//! nginx under systemd and the freshly built daemon. See crates/lab/src/nspawn/
 //! for the harness and vm-tests/README.md for which VM subtest each one
 //! mirrors. Needs root, debootstrap and systemd-container (CI installs
 //! them); fails under CI=1 when it cannot run, says SKIPPED otherwise.
 
-#[path = "nspawn/mod.rs"]
-mod harness;
-mod lab;
+use nginx_ha_lab as lab;
+use nginx_ha_lab::nspawn as harness;
 
-use harness::{NodeSetup, NspawnLab, default_setup, failover_bound, ms, require};
+use harness::{NodeSetup, NspawnLab, default_setup, failover_bound, require};
+use lab::ms;
 use std::time::{Duration, Instant};
+
+/// The freshly built daemon, copied into every container.
+const DAEMON: &str = env!("CARGO_BIN_EXE_nginx-ha");
 
 fn secs(d: Duration) -> String {
     format!("{:.3} s", d.as_secs_f64())
@@ -23,7 +26,7 @@ fn secs(d: Duration) -> String {
 fn failover_one_master_at_start() {
     let Some(root) = require() else { return };
     let t = Instant::now();
-    let lab = NspawnLab::boot(&root);
+    let lab = NspawnLab::boot(&root, DAEMON.as_ref());
     lab.check_started(Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("{e}"));
     // And it stays that way for 20 advert intervals.
@@ -42,7 +45,7 @@ fn failover_one_master_at_start() {
 fn failover_stop_nginx_ha() {
     let Some(root) = require() else { return };
     let t0 = Instant::now();
-    let lab = NspawnLab::boot(&root);
+    let lab = NspawnLab::boot(&root, DAEMON.as_ref());
     lab.check_started(Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("{e}"));
     let t = Instant::now();
@@ -85,7 +88,7 @@ fn failover_stop_nginx_ha() {
 /// works (node1 becomes the single holder and serves).
 fn negative_control(keep: &str, missing: &str) {
     let Some(root) = require() else { return };
-    let lab = NspawnLab::boot_with(&root, |i| {
+    let lab = NspawnLab::boot_with(&root, DAEMON.as_ref(), |i| {
         let mut s: NodeSetup = default_setup(i);
         if i == 0 {
             s.files.push((
@@ -139,7 +142,7 @@ fn negative_control_without_cap_net_admin_fails() {
 fn failover_kill_nginx_and_back() {
     let Some(root) = require() else { return };
     let t0 = Instant::now();
-    let lab = NspawnLab::boot(&root);
+    let lab = NspawnLab::boot(&root, DAEMON.as_ref());
     lab.check_started(Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("{e}"));
     let restarts_before: u32 = lab.unit_prop(0, "nginx", "NRestarts").parse().unwrap_or(0);
@@ -213,7 +216,7 @@ fn failover_kill_nginx_and_back() {
 fn reload_unchanged_keeps_vip() {
     let Some(root) = require() else { return };
     let t0 = Instant::now();
-    let lab = NspawnLab::boot(&root);
+    let lab = NspawnLab::boot(&root, DAEMON.as_ref());
     lab.check_started(Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("{e}"));
     let pid = lab.main_pid(0);
@@ -255,7 +258,7 @@ fn reload_unchanged_keeps_vip() {
 fn maintenance_persists_across_restart() {
     let Some(root) = require() else { return };
     let t0 = Instant::now();
-    let lab = NspawnLab::boot(&root);
+    let lab = NspawnLab::boot(&root, DAEMON.as_ref());
     lab.check_started(Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("{e}"));
     let t = Instant::now();
@@ -309,7 +312,7 @@ fn maintenance_persists_across_restart() {
 fn operating_promises_from_inside() {
     let Some(root) = require() else { return };
     let t0 = Instant::now();
-    let lab = NspawnLab::boot(&root);
+    let lab = NspawnLab::boot(&root, DAEMON.as_ref());
     lab.check_started(Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("{e}"));
 
@@ -447,7 +450,7 @@ fn operating_promises_from_inside() {
 #[test]
 fn journald_priority_is_the_syslog_level() {
     let Some(root) = require() else { return };
-    let lab = NspawnLab::boot(&root);
+    let lab = NspawnLab::boot(&root, DAEMON.as_ref());
     lab.check_started(Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("{e}"));
     let out = lab.ok(

@@ -565,9 +565,9 @@ fn assert_nginx_accepts(nginx: &Path, what: &str, conf: &str) {
     }
 }
 
-/// Points TLS files at the TEST-ONLY pair in secrets/, which nginx -t loads.
+/// Points TLS files at the TEST-ONLY pair in tests/fixtures/secrets/, which nginx -t loads.
 fn with_test_certs(d: &mut Declaration) {
-    let secrets = Path::new(ROOT).join("secrets");
+    let secrets = Path::new(ROOT).join("tests/fixtures/secrets");
     if let Some(n) = d.nginx.as_mut() {
         for site in n.sites.values_mut() {
             if let Some(t) = site.tls.as_mut() {
@@ -836,7 +836,7 @@ fn arb_nginx() -> impl Strategy<Value = Nginx> {
                                 l
                             })
                             .collect();
-                        let secrets = Path::new(ROOT).join("secrets");
+                        let secrets = Path::new(ROOT).join("tests/fixtures/secrets");
                         let site = Site {
                             server_names: (0..aliases)
                                 .map(|a| format!("s{si}-{a}.example.com"))

@@ -5,13 +5,10 @@
 mod sim;
 
 use nginx_ha::vrrp::instance::{Input, State};
+use nginx_ha_lab::ms;
 use proptest::prelude::*;
 use sim::{Sim, config};
 use std::time::Duration;
-
-fn ms(v: u64) -> Duration {
-    Duration::from_millis(v)
-}
 
 #[derive(Clone, Debug)]
 enum Op {

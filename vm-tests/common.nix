@@ -6,7 +6,7 @@
 # nginx answers with its own name, so the client can tell who serves.
 { pkgs, self, nftables ? false }:
 let
-  # TEST-ONLY self-signed certificate for the VIP (see secrets/README-nix.md).
+  # TEST-ONLY self-signed certificate for the VIP (see tests/fixtures/secrets/README-nix.md).
   testCert = pkgs.runCommand "nginx-ha-test-cert" { nativeBuildInputs = [ pkgs.openssl ]; } ''
     mkdir -p "$out"
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
@@ -67,7 +67,7 @@ let
     services.nginxHa.node.priority = priority;
 
     environment.etc."nginx-ha-test/vrrp-password" = {
-      source = ../secrets/vrrp-password.test-only;
+      source = ../tests/fixtures/secrets/vrrp-password.test-only;
       mode = "0400";
     };
     # The key as a run-time file nginx (running as user nginx) can read.

@@ -1,20 +1,11 @@
 //! A network-namespace lab: N nodes and a client on one L2 segment. Each
 //! node runs real nginx (its own prefix, pidfile and a page naming the
 //! node) and the real nginx-ha; the client reaches the VIP over HTTP.
-//!
-//! Conventions (DESIGN.md): a unique prefix per lab; the bridge lives in a
-//! namespace of its own, never the root one; only documentation-range
-//! addresses (192.0.2.0/24, 2001:db8::/64); every wait is bounded; on drop
-//! everything is torn down and only the PIDs this lab started are killed.
-//!
-//! Used by the lab tests, the demo and the benchmarks (`#[path]`-included),
-//! so not every helper is used by every includer.
-#![allow(dead_code)]
 
+use crate::{CLIENT_V4, CLIENT_V6};
+use crate::{children_of, http_get, in_netns, node_v4, node_v6, sh, wait_for};
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,26 +16,6 @@ static SEQ: AtomicUsize = AtomicUsize::new(0);
 /// Timing assertions need the machine to themselves: one lab at a time per
 /// process.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-pub fn node_v4(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(192, 0, 2, 11 + i as u8)
-}
-pub fn node_v6(i: usize) -> Ipv6Addr {
-    Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x11 + i as u16)
-}
-pub fn ms(v: u64) -> Duration {
-    Duration::from_millis(v)
-}
-
-/// Skew_Time of priority `p` at 100 ms adverts (RFC 5798 §6.1).
-pub fn skew_100ms(p: u64) -> Duration {
-    Duration::from_micros((256 - p) * 100_000 / 256)
-}
-
-/// Master_Down_Interval of priority `p` at 100 ms adverts.
-pub fn mdi_100ms(p: u64) -> Duration {
-    ms(300) + skew_100ms(p)
-}
 
 /// A VRRPv3 instance on eth0, VRID 51, 100 ms adverts, carrying `vip`
 /// (with /24 or /64), with `extra` keys merged in.
@@ -63,9 +34,6 @@ pub fn instance(vip: &str, extra: serde_json::Value) -> serde_json::Value {
     }
     i
 }
-
-pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 200);
-pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x200);
 
 pub struct Node {
     pub ns: String,
@@ -86,60 +54,6 @@ pub struct Lab {
     /// Other processes started in the lab (keepalived, attackers, ...).
     pub extra: Vec<Child>,
     _guard: MutexGuard<'static, ()>,
-}
-
-/// Runs a command and fails the test on a non-zero exit.
-pub fn sh(args: &[&str]) -> Output {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// The daemon built next to an example binary (the demo, the benchmark):
-/// target/<profile>/examples/NAME -> target/<profile>/nginx-ha.
-pub fn daemon_next_to_examples() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    exe.parent()
-        .and_then(|p| p.parent())
-        .map(|p| p.join("nginx-ha"))
-        .filter(|p| p.exists())
-        .expect("nginx-ha binary next to the examples (cargo build --release --bins --examples)")
-}
-
-/// Polls `f` every 5 ms until it returns Some or `limit` passes.
-pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let end = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= end {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Skips (loudly) when the lab cannot run here; fails instead under CI,
-/// where a skipped lab test would hide a broken install.
-pub fn require_root_and_tools() -> bool {
-    let ok = unsafe { libc::geteuid() } == 0
-        && Path::new("/usr/sbin/nginx").exists()
-        && Command::new("ip").arg("-V").output().is_ok();
-    if !ok {
-        if std::env::var_os("CI").is_some() {
-            panic!("lab tests need root, iproute2 and nginx (CI installs them)");
-        }
-        eprintln!("SKIPPED: lab test needs root, iproute2 and /usr/sbin/nginx");
-    }
-    ok
 }
 
 impl Lab {
@@ -167,25 +81,7 @@ impl Lab {
             _guard: guard,
         };
         sh(&["ip", "netns", "add", &bridge_ns]);
-        sh(&[
-            "ip", "-n", &bridge_ns, "link", "add", "br0", "type", "bridge",
-        ]);
-        // No STP delay, no multicast snooping surprises: a plain hub.
-        sh(&[
-            "ip",
-            "-n",
-            &bridge_ns,
-            "link",
-            "set",
-            "br0",
-            "type",
-            "bridge",
-            "forward_delay",
-            "0",
-            "mcast_snooping",
-            "0",
-        ]);
-        sh(&["ip", "-n", &bridge_ns, "link", "set", "br0", "up"]);
+        lab.add_bridge("br0");
         for i in 0..n {
             let ns = format!("{prefix}-n{i}");
             lab.add_host(
@@ -226,37 +122,8 @@ impl Lab {
                 &format!("net.ipv6.conf.{k}.accept_dad=0"),
             ]);
         }
-        sh(&[
-            "ip",
-            "-n",
-            &self.bridge_ns,
-            "link",
-            "add",
-            port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            ns,
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &self.bridge_ns,
-            "link",
-            "set",
-            port,
-            "master",
-            "br0",
-            "up",
-        ]);
         sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        sh(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
-        for a in addrs {
-            sh(&["ip", "-n", ns, "addr", "add", a, "dev", "eth0", "nodad"]);
-        }
+        self.add_port(ns, port, "eth0", "br0", addrs);
     }
 
     pub fn ns_cmd(&self, ns: &str, prog: &str) -> Command {
@@ -508,78 +375,6 @@ http {{
         }
     }
 
-    /// Starts Debian's keepalived on node `i` in the foreground with its
-    /// own config and pid files (nothing under /etc or /run is touched).
-    pub fn start_keepalived(&mut self, i: usize, conf: &str) {
-        self.start_keepalived_opts(i, conf, false);
-    }
-
-    /// As `start_keepalived`; with `own_netns` keepalived is started from
-    /// the root namespace with its own `-s <netns>` option instead of under
-    /// `ip netns exec`: `vrrp_track_process` needs that (the netlink
-    /// process-events connector exists only in the initial namespace).
-    /// The log is appended to, so restarts keep the earlier transitions.
-    pub fn start_keepalived_opts(&mut self, i: usize, conf: &str, own_netns: bool) {
-        let d = self.nodes[i].dir.clone();
-        fs::write(d.join("keepalived.conf"), conf).expect("keepalived.conf");
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(d.join("keepalived.log"))
-            .expect("log");
-        let ns = self.nodes[i].ns.clone();
-        let mut c = if own_netns {
-            let mut c = Command::new("keepalived");
-            c.args(["-s", &ns]);
-            c
-        } else {
-            self.ns_cmd(&ns, "keepalived")
-        };
-        c.arg("-f")
-            .arg(d.join("keepalived.conf"))
-            .args(["--vrrp", "--dont-fork", "--log-console", "--no-syslog"])
-            .arg(format!("--pid={}", d.join("ka.pid").display()))
-            .arg(format!("--vrrp_pid={}", d.join("ka-vrrp.pid").display()))
-            .arg(format!(
-                "--checkers_pid={}",
-                d.join("ka-checkers.pid").display()
-            ))
-            .arg(format!("--bfd_pid={}", d.join("ka-bfd.pid").display()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log);
-        self.nodes[i].keepalived = Some(c.spawn().expect("spawn keepalived"));
-    }
-
-    /// Stops keepalived: SIGTERM makes its VRRP child send priority 0.
-    /// Its VRRP child is killed too if it outlives the parent.
-    pub fn stop_keepalived(&mut self, i: usize) {
-        let vrrp_pidfile = self.nodes[i].dir.join("ka-vrrp.pid");
-        let vrrp_pid = fs::read_to_string(&vrrp_pidfile)
-            .ok()
-            .and_then(|s| s.trim().parse::<i32>().ok());
-        if let Some(mut c) = self.nodes[i].keepalived.take() {
-            // SAFETY: kill(2) on the keepalived this lab started.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            if wait_for(Duration::from_secs(5), || c.try_wait().ok().flatten()).is_none() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-            if let Some(p) = vrrp_pid
-                && p > 1
-                && fs::read_to_string(format!("/proc/{p}/cmdline"))
-                    .is_ok_and(|c| c.contains("keepalived"))
-            {
-                // SAFETY: the VRRP child of the keepalived this lab started.
-                unsafe { libc::kill(p, libc::SIGKILL) };
-            }
-        }
-    }
-
-    pub fn keepalived_log(&self, i: usize) -> String {
-        fs::read_to_string(self.nodes[i].dir.join("keepalived.log")).unwrap_or_default()
-    }
-
     /// Which nodes have `vip` on their interface right now.
     pub fn holders(&self, vip: IpAddr) -> Vec<usize> {
         (0..self.nodes.len())
@@ -692,49 +487,6 @@ http {{
             None
         })
     }
-}
-
-/// The direct children of a process (nginx's workers).
-pub fn children_of(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
-        for t in tasks.flatten() {
-            if let Ok(c) = fs::read_to_string(t.path().join("children")) {
-                out.extend(c.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
-            }
-        }
-    }
-    out
-}
-
-/// Runs `f` on a thread that has entered the named network namespace, so
-/// sockets it opens live there; the caller's namespace is untouched.
-pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    let path = format!("/var/run/netns/{ns}");
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-            // SAFETY: setns on a namespace fd; affects only this thread.
-            let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("netns thread")
-    })
-}
-
-/// A minimal HTTP/1.0 GET of `/`; the body on a 200, else None.
-pub fn http_get(addr: SocketAddr, timeout: Duration) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr, timeout).ok()?;
-    s.set_read_timeout(Some(timeout)).ok()?;
-    s.set_write_timeout(Some(timeout)).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: lab\r\n\r\n").ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).ok()?;
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
 
 impl Drop for Lab {

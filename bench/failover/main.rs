@@ -1,0 +1,311 @@
+//! Side-by-side benchmark of nginx-ha and Debian's keepalived (issue 7):
+//! failover time and failed requests, footprint, and scale, in the
+//! network-namespace lab (real nginx, a client polling the VIP every 10 ms).
+//! Writes its own Markdown report.
+//!
+//! Run as root through `scripts/bench` (installs, builds --release, runs):
+//!
+//!     sudo scripts/bench                 # N=10, 60 s windows, BENCHMARKS.md
+//!     sudo scripts/bench --quick         # 1 run, 10 s windows
+//!     target/release/examples/failover --runs 5 --out /tmp/b.md --sections failover
+//!
+//! Not a test and not run by CI's test suite.
+
+mod report;
+mod scenarios;
+
+use nginx_ha_lab as lab;
+use report::{Report, write_report};
+use scenarios::{
+    Daemon, KaCheck, Profile, SCENARIOS, Setup, daemon_bin, run_scale, run_setup, scale_keepalived,
+    scale_nginx_ha, scale_plan,
+};
+
+use lab::{Lab, VIP, vip};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub const POLL_EVERY: Duration = Duration::from_millis(10);
+/// Per-request timeout of the client (each request is its own connection).
+pub const REQ_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A pause of 0-1 s (uniform) before each timed action, so that it falls at
+/// a random phase of the daemons' timers (1 s adverts and check scripts,
+/// 100 ms adverts and probes). Without it every run starts at the same
+/// phase (right after the lab settled) and the runs are not independent.
+pub fn jitter() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let mut x = STATE.load(Ordering::Relaxed);
+    if x == 0 {
+        x = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9e37_79b9_7f4a_7c15, |d| d.as_nanos() as u64)
+            | 1;
+    }
+    // xorshift64
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    STATE.store(x, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_micros(x % 1_000_000));
+}
+
+pub fn msf(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+// ---------------------------------------------------------------- options
+
+pub struct Opts {
+    pub runs: usize,
+    pub quick: bool,
+    pub out: PathBuf,
+    pub window: Duration,
+    pub sections: Vec<String>,
+    pub max_load: f64,
+    pub load_wait: Duration,
+}
+
+pub fn parse_args() -> Opts {
+    let mut o = Opts {
+        runs: 10,
+        quick: false,
+        out: PathBuf::from("BENCHMARKS.md"),
+        window: Duration::from_secs(60),
+        sections: vec!["failover".into(), "footprint".into(), "scale".into()],
+        max_load: 1.5,
+        load_wait: Duration::from_secs(300),
+    };
+    let mut runs_given = None;
+    let mut window_given = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = |name: &str| {
+            args.next()
+                .unwrap_or_else(|| usage(&format!("{name} needs a value")))
+        };
+        match a.as_str() {
+            "--runs" => {
+                runs_given = Some(val("--runs").parse().unwrap_or_else(|_| usage("--runs N")))
+            }
+            "--quick" => o.quick = true,
+            "--out" => o.out = PathBuf::from(val("--out")),
+            "--window" => {
+                window_given = Some(Duration::from_secs(
+                    val("--window")
+                        .parse()
+                        .unwrap_or_else(|_| usage("--window SECONDS")),
+                ))
+            }
+            "--sections" => o.sections = val("--sections").split(',').map(str::to_string).collect(),
+            "--max-load" => {
+                o.max_load = val("--max-load")
+                    .parse()
+                    .unwrap_or_else(|_| usage("--max-load X"))
+            }
+            "--load-wait" => {
+                o.load_wait = Duration::from_secs(
+                    val("--load-wait")
+                        .parse()
+                        .unwrap_or_else(|_| usage("--load-wait SECONDS")),
+                )
+            }
+            "-h" | "--help" => usage(""),
+            // cargo bench/test harness flags, if run that way
+            "--bench" | "--nocapture" => {}
+            other => usage(&format!("unknown argument {other}")),
+        }
+    }
+    if o.quick {
+        o.runs = 1;
+        o.window = Duration::from_secs(10);
+        o.load_wait = Duration::ZERO;
+    }
+    if let Some(r) = runs_given {
+        o.runs = r;
+    }
+    if let Some(w) = window_given {
+        o.window = w;
+    }
+    if o.runs == 0 {
+        usage("--runs must be at least 1");
+    }
+    o
+}
+
+pub fn usage(msg: &str) -> ! {
+    if !msg.is_empty() {
+        eprintln!("failover: {msg}");
+    }
+    eprintln!(
+        "usage: failover [--runs N (10)] [--quick] [--out FILE (BENCHMARKS.md)] [--window SECONDS (60)]\n\
+         \x20               [--sections failover,footprint,scale] [--max-load X (1.5)] [--load-wait SECONDS (300)]"
+    );
+    std::process::exit(2)
+}
+
+// ---------------------------------------------------------------- machine
+
+pub fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+pub fn load1() -> f64 {
+    loadavg()
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(99.0)
+}
+
+/// Waits (bounded) for the 1-minute load to drop below `max`; the machine
+/// is shared. Returns the load seen when it went on.
+pub fn wait_for_quiet(max: f64, limit: Duration) -> String {
+    let end = Instant::now() + limit;
+    loop {
+        let l = load1();
+        if l < max || Instant::now() >= end {
+            if l >= max {
+                eprintln!(
+                    "load {l:.2} still >= {max} after {limit:?}: measuring anyway (noted in the report)"
+                );
+            }
+            return loadavg();
+        }
+        eprintln!(
+            "load {l:.2} >= {max}: waiting (up to {:?} more)",
+            end - Instant::now()
+        );
+        std::thread::sleep(Duration::from_secs(20).min(end - Instant::now()));
+    }
+}
+
+pub fn cmd_out(prog: &str, args: &[&str]) -> String {
+    Command::new(prog)
+        .args(args)
+        .output()
+        .map(|o| {
+            let mut s = String::from_utf8_lossy(&o.stdout).to_string();
+            s.push_str(&String::from_utf8_lossy(&o.stderr));
+            s.trim().to_string()
+        })
+        .unwrap_or_else(|e| format!("({prog}: {e})"))
+}
+
+pub fn clk_tck() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
+// ----------------------------------------------------------------- main
+
+fn main() {
+    let o = parse_args();
+    if !lab::require_root_and_tools() || !Path::new("/usr/sbin/keepalived").exists() {
+        eprintln!("failover: needs root, nginx and keepalived (run `sudo scripts/bench`)");
+        std::process::exit(1);
+    }
+    let load_start = wait_for_quiet(o.max_load, o.load_wait);
+    let started = cmd_out("date", &["-u", "+%Y-%m-%d %H:%M:%S"]);
+    let want = |s: &str| o.sections.iter().any(|x| x == s);
+    let all: Vec<char> = SCENARIOS.iter().map(|x| x.0).collect();
+    let mut rep = Report {
+        o: &o,
+        started,
+        load_start,
+        results: Vec::new(),
+        scale: Vec::new(),
+        scale_configs: Vec::new(),
+        notes: Vec::new(),
+    };
+    if want("failover") || want("footprint") {
+        let scen: Vec<char> = if want("failover") {
+            all.clone()
+        } else {
+            Vec::new()
+        };
+        let fp = want("footprint");
+        for prof in [Profile::Textbook, Profile::Fast] {
+            let mut rs = Vec::new();
+            let nh = Setup {
+                daemon: Daemon::NginxHa,
+                profile: prof,
+                ka: KaCheck::Script,
+            };
+            rs.push(run_setup(nh, &o, &scen, fp));
+            match prof {
+                Profile::Textbook => {
+                    let ka = Setup {
+                        daemon: Daemon::Keepalived,
+                        profile: prof,
+                        ka: KaCheck::Script,
+                    };
+                    rs.push(run_setup(ka, &o, &scen, fp));
+                }
+                Profile::Fast => {
+                    let tp = Setup {
+                        daemon: Daemon::Keepalived,
+                        profile: prof,
+                        ka: KaCheck::TrackProcess,
+                    };
+                    let r = run_setup(tp, &o, &scen, fp);
+                    let tp_ok = r.samples.get(&'A').is_some_and(|v| !v.is_empty());
+                    rs.push(r);
+                    // The script variant: only A and D depend on the check;
+                    // it carries the footprint if track_process failed.
+                    let sc = Setup {
+                        daemon: Daemon::Keepalived,
+                        profile: prof,
+                        ka: KaCheck::Script,
+                    };
+                    let ad: Vec<char> = if tp_ok {
+                        scen.iter()
+                            .copied()
+                            .filter(|c| *c == 'A' || *c == 'D')
+                            .collect()
+                    } else {
+                        rep.notes.push("vrrp_track_process did not work in the lab: keepalived's fast profile falls back to vrrp_script (see errors)".into());
+                        scen.clone()
+                    };
+                    if !ad.is_empty() || !tp_ok {
+                        rs.push(run_setup(sc, &o, &ad, fp && !tp_ok));
+                    }
+                }
+            }
+            rep.results.push((prof, rs));
+        }
+        rep.notes.push("keepalived textbook: `weight -60` instead of the recipe's -20 so that a failing check takes priority 150 below the backup's 100 (with 150/100, -20 would never fail over); keepalived's defaults rise 1 / fall 1 (nginx-ha's defaults are rise 2 / fall 2).".into());
+        rep.notes.push("keepalived fast: `vrrp_track_process` needs keepalived's own `-s <netns>` (under `ip netns exec` the netlink process connector is missing). All lab nodes share one PID namespace, so `process nginx` would count every node's nginx (and other nginx on the machine): each node's nginx runs through a symlink with a name of its own (`ngx<pid>n<node>`) and keepalived tracks that name (comm). Matching by command line instead (`process /usr/sbin/nginx -p DIR ...`) is unreliable with nginx: keepalived reads the command line at exec time and at its own start, and nginx rewrites it (`nginx: master process ...`) right after exec, so a restarted keepalived or a restarted nginx was not matched. `weight 0` (FAULT) in the fast profile for both trackers: leaving MASTER sends priority 0, the quickest handover keepalived has.".into());
+    }
+    if want("scale") {
+        for n in [1usize, 50, 200] {
+            for d in [Daemon::NginxHa, Daemon::Keepalived] {
+                rep.scale.push(run_scale(d, n, o.window));
+            }
+        }
+        // Show the first two instances of each daemon's config.
+        let lab_decl = {
+            let plan = scale_plan(2);
+            let lab = Lab::new(2, &daemon_bin());
+            let d = scale_nginx_ha(&lab, 0, &plan);
+            serde_json::to_string_pretty(&d).unwrap_or_default()
+        };
+        rep.scale_configs.push(("node0 nginx-ha.json, first 2 of N instances (instance j: interface eth(j%6/2), IPv6 if j%2, VRID j/6+1)".into(), lab_decl));
+        rep.scale_configs.push((
+            "node0 keepalived.conf, first 2 of N instances".into(),
+            scale_keepalived(0, &scale_plan(2)),
+        ));
+    }
+    let md = write_report(&rep);
+    fs::write(&o.out, &md).unwrap_or_else(|e| panic!("{}: {e}", o.out.display()));
+    println!("{md}");
+    eprintln!("report written to {}", o.out.display());
+}
