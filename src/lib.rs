@@ -15,7 +15,8 @@ pub mod file_read;
 pub mod health;
 pub mod logging;
 pub mod net;
-pub mod node;
 pub mod privileges;
 pub mod render;
-pub mod vrrp;
+
+// The pure core, under the names the rest of the daemon uses.
+pub use nginx_ha_core::{node, vrrp};

@@ -5,7 +5,7 @@
 
 pub mod nginx;
 pub mod probe;
-pub mod stub_status;
+pub use nginx_ha_core::stub_status;
 pub mod tracker;
 pub use crate::config::url;
 
@@ -31,24 +31,7 @@ pub enum Event {
     Stub(StubStatus),
 }
 
-/// What a check does to the instances that track it (keepalived's weight).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Effect {
-    /// weight 0: FAULT while failing.
-    Fault,
-    /// weight < 0: subtracted while failing; weight > 0: added while healthy.
-    Weight(i64),
-}
-
-impl Effect {
-    pub fn of(weight: i64) -> Effect {
-        if weight == 0 {
-            Effect::Fault
-        } else {
-            Effect::Weight(weight)
-        }
-    }
-}
+pub use nginx_ha_core::node::checks::Effect;
 
 /// The running check tasks, by name. Dropping it stops them.
 #[derive(Default)]

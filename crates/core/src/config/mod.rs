@@ -15,10 +15,7 @@ pub use duration::HumanDuration;
 pub use types::*;
 pub use validate::{Problems, validate};
 
-use crate::file_read::{ReadError, Symlinks, read_regular};
 use std::fmt;
-use std::path::Path;
-use std::time::Duration;
 
 /// Declarations are small; anything bigger is a mistake or an attack, and
 /// refusing it early keeps a 10 MB string out of every later step.
@@ -41,25 +38,15 @@ impl fmt::Display for Problem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The file could not be read (the daemon's reader says why).
     #[error("{0}")]
-    Read(ReadError),
+    Read(String),
     #[error(
         "{path}: a declaration may be at most {MAX_DECLARATION_BYTES} bytes; this one is larger"
     )]
     TooLarge { path: String },
     #[error("{}", .problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
     Invalid { problems: Vec<Problem> },
-}
-
-impl From<ReadError> for LoadError {
-    fn from(e: ReadError) -> Self {
-        match e {
-            ReadError::TooLarge { path, .. } => LoadError::TooLarge {
-                path: path.display().to_string(),
-            },
-            other => LoadError::Read(other),
-        }
-    }
 }
 
 impl LoadError {
@@ -82,25 +69,6 @@ impl LoadError {
                 .collect(),
             other => vec![other.to_string()],
         }
-    }
-}
-
-/// Reads, parses and validates a declaration file. Nothing is returned
-/// unless the whole declaration is valid. Blocking (see `load_within`).
-/// The file may be a symlink: NixOS links /etc files into the store.
-pub fn load(path: &Path) -> Result<Declaration, LoadError> {
-    let bytes = read_regular(path, MAX_DECLARATION_BYTES, Symlinks::Follow)?;
-    parse(&bytes)
-}
-
-/// `load` on the blocking pool, bounded by `deadline`: what the daemon
-/// uses, so neither a stalled filesystem nor parsing a megabyte of JSON
-/// holds up adverts.
-pub async fn load_within(path: &Path, deadline: Duration) -> Result<Declaration, LoadError> {
-    let p = path.to_path_buf();
-    match crate::file_read::off_loop(path, deadline, move || Ok(load(&p))).await {
-        Ok(r) => r,
-        Err(e) => Err(e.into()),
     }
 }
 

@@ -4,7 +4,7 @@
 //! received adverts reach it, maintenance, reload. No I/O and no clock:
 //! `Node::handle(now, Event) -> Vec<Command>`, with `now` the time since
 //! the node started, and `poll_timeout()` for when to call again. The
-//! daemon (`crate::daemon::driver`) turns sockets, netlink, timers, health
+//! daemon (`nginx_ha::daemon::driver`) turns sockets, netlink, timers, health
 //! verdicts and control requests into events and carries out the
 //! commands; tests replay both from fixtures (tests/conformance).
 
@@ -432,8 +432,7 @@ mod purity {
             "libc::",
             "crate::daemon",
             "crate::net",
-            "crate::health::nginx",
-            "crate::health::probe",
+            "crate::health",
         ];
         for (name, text) in [
             ("node/mod.rs", include_str!("mod.rs")),

@@ -1,7 +1,7 @@
 //! What `nginx-ha status --json` reports: the node's view of each
 //! instance and check, as the control socket sends it.
 
-use crate::health::stub_status::StubStatus;
+use crate::stub_status::StubStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -6,9 +6,27 @@
 //! before they start, since starting earlier would either take the VIP
 //! with an untested nginx or report a FAULT that only means "not known".
 
-use crate::health::Effect;
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+/// What a check's weight does (keepalived's semantics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// weight 0: FAULT while failing.
+    Fault,
+    /// weight < 0: subtracted while failing; weight > 0: added while healthy.
+    Weight(i64),
+}
+
+impl Effect {
+    pub fn of(weight: i64) -> Effect {
+        if weight == 0 {
+            Effect::Fault
+        } else {
+            Effect::Weight(weight)
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct CheckState {
