@@ -19,7 +19,7 @@ let
     h = 3600000000;
   };
 
-  # The daemon's duration syntax (src/config/duration.rs). The integer part
+  # The daemon's duration syntax (crates/core/src/config/duration.rs). The integer part
   # is capped at 9 digits, a little stricter than the daemon's 12, so the
   # arithmetic below stays inside Nix' 64-bit integers (999999999h fits).
   durationRegex = "([0-9]{1,9})(\\.([0-9]{1,9}))?(us|µs|ms|s|m|min|h)";
@@ -131,7 +131,7 @@ rec {
     if !(isIPv6 a) || lib.hasInfix "." s || builtins.length all != 8 then a
     else lib.concatMapStringsSep ":" pad all;
 
-  # The nginx part of the declaration (src/config/nginx.rs), as the module
+  # The nginx part of the declaration (crates/core/src/config/nginx.rs), as the module
   # needs it to derive sysctls and firewall ports. `site` is a site's
   # option value; unset fields are null.
   nginx = rec {
@@ -215,7 +215,7 @@ rec {
     };
   };
 
-  # The schema's string formats (src/config/schema.rs) as option types.
+  # The schema's string formats (crates/core/src/config/schema.rs) as option types.
   formats = {
     duration = types.duration;
     ip = types.ipAddress;
