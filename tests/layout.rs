@@ -38,14 +38,45 @@ fn no_source_file_is_over_600_lines() {
 #[test]
 fn the_core_crate_depends_on_no_io() {
     let out = std::process::Command::new(env!("CARGO"))
-        .args(["tree", "-p", "nginx-ha-core", "-e", "normal", "--prefix", "none", "--offline"])
+        .args([
+            "tree",
+            "-p",
+            "nginx-ha-core",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--offline",
+        ])
         .output()
         .expect("cargo tree");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let tree = String::from_utf8_lossy(&out.stdout);
-    let crates: Vec<&str> = tree.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    let crates: Vec<&str> = tree
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
     assert!(crates.contains(&"serde"), "{tree}");
-    for io in ["tokio", "socket2", "mio", "libc", "nix", "rustix", "rtnetlink", "netlink-sys", "pnet_packet", "caps", "sd-notify"] {
-        assert!(!crates.contains(&io), "nginx-ha-core depends on {io}:\n{tree}");
+    for io in [
+        "tokio",
+        "socket2",
+        "mio",
+        "libc",
+        "nix",
+        "rustix",
+        "rtnetlink",
+        "netlink-sys",
+        "pnet_packet",
+        "caps",
+        "sd-notify",
+    ] {
+        assert!(
+            !crates.contains(&io),
+            "nginx-ha-core depends on {io}:\n{tree}"
+        );
     }
 }

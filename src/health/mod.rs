@@ -9,13 +9,13 @@ pub use nginx_ha_core::stub_status;
 pub mod tracker;
 pub use crate::config::url;
 
-use crate::config::{Checks, ExtraCheck, ExtraCheckType};
+use crate::config::Checks;
+use crate::config::check_spec::{ExtraSpec, NginxSpec, Probe, SpecError};
 use std::collections::BTreeMap;
 use stub_status::StubStatus;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracker::Tracker;
-use url::HttpUrl;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
@@ -77,9 +77,15 @@ impl Running {
                 continue;
             }
             let task = if name == nginx::NAME {
-                tokio::spawn(nginx::run(checks.nginx.clone(), tx.clone()))
+                match NginxSpec::parse(&checks.nginx) {
+                    Ok(spec) => tokio::spawn(nginx::run(spec, tx.clone())),
+                    Err(e) => refuse(&name, e, tx),
+                }
             } else if let Some(c) = checks.extra.get(&name) {
-                tokio::spawn(run_extra(name.clone(), c.clone(), tx.clone()))
+                match ExtraSpec::parse(&name, c) {
+                    Ok(spec) => tokio::spawn(run_extra(name.clone(), spec, tx.clone())),
+                    Err(e) => refuse(&name, e, tx),
+                }
             } else {
                 continue;
             };
@@ -90,38 +96,34 @@ impl Running {
     }
 }
 
-/// An http check passes on its `expectStatus`, or on any 2xx when none is
-/// given (as documented; a health endpoint may answer 204).
-fn status_ok(code: u16, expect: Option<u64>) -> bool {
-    match expect {
-        Some(e) => u64::from(code) == e,
-        None => (200..300).contains(&code),
-    }
+/// A check that cannot run (its declaration was not validated) fails
+/// loudly, once, instead of never deciding: instances tracking it would
+/// otherwise wait for a first verdict for ever.
+fn refuse(name: &str, e: SpecError, tx: &mpsc::UnboundedSender<Event>) -> JoinHandle<()> {
+    log::error!("check {name}: {e}");
+    let _ = tx.send(Event::Verdict(Verdict {
+        check: name.to_string(),
+        healthy: false,
+        detail: e.to_string(),
+    }));
+    tokio::spawn(async {})
 }
 
-async fn run_extra(name: String, c: ExtraCheck, tx: mpsc::UnboundedSender<Event>) {
-    let mut tracker = Tracker::new(c.rise as u32, c.fall as u32);
-    let mut tick = tokio::time::interval(c.interval.as_duration());
+async fn run_extra(name: String, spec: ExtraSpec, tx: mpsc::UnboundedSender<Event>) {
+    let mut tracker = Tracker::new(spec.timing.rise, spec.timing.fall);
+    let mut tick = tokio::time::interval(spec.timing.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let limit = c.timeout.as_duration();
-    let url = c.url.as_deref().and_then(|u| HttpUrl::parse(u).ok());
-    let addr = c.address.as_deref().and_then(|a| a.parse().ok());
+    let limit = spec.timing.timeout;
     loop {
         tick.tick().await;
-        let r = match c.kind {
-            ExtraCheckType::Http => match &url {
-                Some(u) => match probe::http_get(u, limit).await {
-                    Ok((code, _)) if status_ok(code, c.expect_status) => Ok(()),
-                    Ok((code, _)) => Err(format!("answered {code}")),
-                    Err(e) => Err(e),
-                },
-                None => Err("no valid url".into()),
+        let r = match &spec.probe {
+            Probe::Http { url, expect } => match probe::http_get(url, limit).await {
+                Ok((code, _)) if expect.accepts(code) => Ok(()),
+                Ok((code, _)) => Err(format!("answered {code}")),
+                Err(e) => Err(e),
             },
-            ExtraCheckType::Tcp => match addr {
-                Some(a) => probe::tcp_connect(a, limit).await,
-                None => Err("no valid address".into()),
-            },
-            ExtraCheckType::Exec => probe::exec(c.command.as_deref().unwrap_or(&[]), limit).await,
+            Probe::Tcp { addr } => probe::tcp_connect(*addr, limit).await,
+            Probe::Exec { argv } => probe::exec(argv, limit).await,
         };
         let ok = r.is_ok();
         if let Some(h) = tracker.record(ok) {
@@ -135,20 +137,5 @@ async fn run_extra(name: String, c: ExtraCheck, tx: mpsc::UnboundedSender<Event>
                 detail,
             }));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::status_ok;
-
-    #[test]
-    fn expect_status_or_any_2xx() {
-        assert!(status_ok(204, None));
-        assert!(status_ok(200, None));
-        assert!(!status_ok(301, None));
-        assert!(!status_ok(503, None));
-        assert!(status_ok(503, Some(503)));
-        assert!(!status_ok(200, Some(204)));
     }
 }

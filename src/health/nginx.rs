@@ -9,9 +9,8 @@
 use super::probe::http_get;
 use super::stub_status::{self, StubStatus};
 use super::tracker::Tracker;
-use super::url::HttpUrl;
 use super::{Event, Verdict};
-use crate::config::NginxCheck;
+use crate::config::check_spec::NginxSpec;
 use crate::file_read::{Excess, OneAtATime, Symlinks};
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -101,13 +100,11 @@ async fn arm(reader: &OneAtATime, pidfile: &Path, deadline: Duration) -> Result<
     Ok(Watch { pid, fd })
 }
 
-pub async fn run(cfg: NginxCheck, tx: mpsc::UnboundedSender<Event>) {
-    let Ok(url) = HttpUrl::parse(&cfg.status_url) else {
-        return;
-    };
-    let mut tracker = Tracker::new(cfg.rise as u32, cfg.fall as u32);
+pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>) {
+    let url = &cfg.status_url;
+    let mut tracker = Tracker::new(cfg.timing.rise, cfg.timing.fall);
     let reader = OneAtATime::default();
-    let deadline = cfg.timeout.as_duration();
+    let deadline = cfg.timing.timeout;
     let mut why_not = String::new();
     let mut watch = match arm(&reader, &cfg.pid_file, deadline).await {
         Ok(w) => Some(w),
@@ -116,7 +113,7 @@ pub async fn run(cfg: NginxCheck, tx: mpsc::UnboundedSender<Event>) {
             None
         }
     };
-    let mut probe = tokio::time::interval(cfg.interval.as_duration());
+    let mut probe = tokio::time::interval(cfg.timing.interval);
     probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pidfile_poll = tokio::time::interval(PIDFILE_POLL);
     let send = |healthy: bool, detail: String| {
@@ -156,10 +153,10 @@ pub async fn run(cfg: NginxCheck, tx: mpsc::UnboundedSender<Event>) {
                 let result: Result<StubStatus, String> = if watch.is_none() {
                     Err(format!("nginx is not running ({why_not})"))
                 } else {
-                    match http_get(&url, cfg.timeout.as_duration()).await {
+                    match http_get(url, cfg.timing.timeout).await {
                         Ok((200, body)) => stub_status::parse(&body).map_err(|e| e.to_string()),
-                        Ok((code, _)) => Err(format!("{} answered {code}", cfg.status_url)),
-                        Err(e) => Err(format!("{}: {e}", cfg.status_url)),
+                        Ok((code, _)) => Err(format!("{url} answered {code}")),
+                        Err(e) => Err(format!("{url}: {e}")),
                     }
                 };
                 match result {

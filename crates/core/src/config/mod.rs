@@ -1,6 +1,7 @@
 //! The declaration: parsing, validation, and the errors that name the JSON
 //! path of every problem.
 
+pub mod check_spec;
 mod duplicate_keys;
 pub mod duration;
 pub mod limits;

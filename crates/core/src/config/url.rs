@@ -14,6 +14,13 @@ pub struct HttpUrl {
     pub path: String,
 }
 
+/// Shown in check details and logs as the operator wrote it.
+impl std::fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "http://{}{}", self.host, self.path)
+    }
+}
+
 impl HttpUrl {
     pub fn parse(url: &str) -> Result<HttpUrl, String> {
         let rest = url.strip_prefix("http://").ok_or_else(|| {
@@ -78,6 +85,7 @@ mod tests {
     #[test]
     fn parses_the_forms_checks_use() {
         let u = HttpUrl::parse("http://127.0.0.1:8081/nginx_status").unwrap();
+        assert_eq!(u.to_string(), "http://127.0.0.1:8081/nginx_status");
         assert_eq!(u.addr, "127.0.0.1:8081".parse().unwrap());
         assert_eq!(u.path, "/nginx_status");
         let u = HttpUrl::parse("http://[::1]/x?y=1").unwrap();
