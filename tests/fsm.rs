@@ -171,14 +171,21 @@ fn fast_takeover_on_priority_zero_is_immediate_when_enabled() {
 }
 
 #[test]
-fn rfc5798_6_4_2_preempt_discards_lower_priority_and_takes_over() {
+fn departure_6_4_2_preempt_a_lower_master_after_skew_time() {
     let mut i = started(cfg(150));
-    let first = i.deadline().unwrap();
-    // A lower-priority master's advert is discarded: the timer is not reset.
+    // RFC 5798 discards a lower-priority master's advert and waits for the
+    // Master_Down_Timer; nginx-ha preempts after its Skew_Time instead.
     i.handle(ms(100), rx("192.0.2.2", advert(100, 100)));
-    assert_eq!(i.deadline(), Some(first));
-    i.handle(first, Input::Timer);
+    assert_eq!(i.deadline(), Some(ms(100) + i.skew_time()));
+    let a = i.handle(ms(100) + i.skew_time(), Input::Timer);
     assert_eq!(i.state(), State::Master);
+    assert!(a.iter().any(|a| matches!(
+        a,
+        Action::Transition {
+            reason: Reason::PreemptLower { priority: 100 },
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -203,17 +210,16 @@ fn preempt_delay_holds_off_then_preempts() {
     let mut c = cfg(150);
     c.preempt_delay = ms(5000);
     let mut i = started(c);
-    // Within the holdoff, a lower-priority master is accepted.
+    // Within the holdoff a lower-priority master is tolerated: the
+    // preemption waits for the end of the delay.
     for t in (0..5000).step_by(1000) {
         i.handle(ms(t), rx("192.0.2.2", advert(100, 100)));
         assert_eq!(i.state(), State::Backup);
+        assert_eq!(i.deadline(), Some(ms(5000)));
     }
-    let reset_at = ms(4000);
-    assert_eq!(i.deadline(), Some(reset_at + i.master_down_interval()));
-    // After it, adverts are discarded and the timer runs out.
-    i.handle(ms(5000), rx("192.0.2.2", advert(100, 100)));
-    assert_eq!(i.deadline(), Some(reset_at + i.master_down_interval()));
-    i.handle(reset_at + i.master_down_interval(), Input::Timer);
+    i.handle(ms(4999), Input::Timer);
+    assert_eq!(i.state(), State::Backup);
+    i.handle(ms(5000), Input::Timer);
     assert_eq!(i.state(), State::Master);
 }
 
@@ -411,11 +417,31 @@ fn fault_on_master_resigns_with_priority_zero_and_recovers_to_backup() {
     assert_eq!(sends(&a), vec![0]);
     assert!(a.contains(&Action::RemoveVips));
     assert_eq!(i.deadline(), None);
-    // Adverts in FAULT change nothing.
+    // Adverts in FAULT change no state, but are remembered: coming back,
+    // this node preempts the lower master it heard after Skew_Time.
     i.handle(ms(5100), rx("192.0.2.2", advert(50, 100)));
     assert_eq!(i.state(), State::Fault);
     i.handle(ms(6000), Input::Recover);
     assert_eq!(i.state(), State::Backup);
+    assert_eq!(i.deadline(), Some(ms(6000) + i.skew_time()));
+}
+
+#[test]
+fn a_master_heard_too_long_ago_means_master_down_interval_again() {
+    let mut i = master(cfg(100));
+    i.handle(ms(5000), Input::Fault("nginx died".into()));
+    i.handle(ms(5100), rx("192.0.2.2", advert(50, 100)));
+    // Longer ago than that master's Master_Down_Interval: it may be gone.
+    i.handle(ms(9000), Input::Recover);
+    assert_eq!(i.deadline(), Some(ms(9000) + i.master_down_interval()));
+}
+
+#[test]
+fn a_higher_master_heard_in_fault_is_not_preempted() {
+    let mut i = master(cfg(100));
+    i.handle(ms(5000), Input::Fault("nginx died".into()));
+    i.handle(ms(5100), rx("192.0.2.2", advert(200, 100)));
+    i.handle(ms(6000), Input::Recover);
     assert_eq!(i.deadline(), Some(ms(6000) + i.master_down_interval()));
 }
 

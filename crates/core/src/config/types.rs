@@ -111,7 +111,8 @@ pub struct Instance {
     pub preempt: bool,
     /// How long a higher-priority node waits after it becomes eligible
     /// (start-up, or its checks pass again) before it takes the virtual IPs
-    /// back; at most 1h.
+    /// back; at most 1h. Without it, a node that hears a master it
+    /// outranks takes over after its Skew_Time.
     #[serde(default)]
     #[schemars(example = &"5s")]
     pub preempt_delay: HumanDuration,

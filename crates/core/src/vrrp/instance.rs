@@ -112,6 +112,11 @@ pub enum Reason {
     MasterResigned,
     /// Took over at once on a priority-0 advert (fast_takeover).
     FastTakeover,
+    /// Preempted a master known to have a lower priority after Skew_Time
+    /// (at once with fast_takeover), not Master_Down_Interval.
+    PreemptLower {
+        priority: u8,
+    },
     HigherPriority {
         src: IpAddr,
         priority: u8,
@@ -129,6 +134,9 @@ impl fmt::Display for Reason {
             Reason::MasterDown => f.write_str("master down interval expired"),
             Reason::MasterResigned => f.write_str("master resigned (priority 0), skew time passed"),
             Reason::FastTakeover => f.write_str("master resigned (priority 0), fast takeover"),
+            Reason::PreemptLower { priority } => {
+                write!(f, "preempted a master with the lower priority {priority}")
+            }
             Reason::HigherPriority { src, priority } => {
                 write!(f, "advert from {src} with priority {priority}")
             }
@@ -178,6 +186,11 @@ pub struct Instance {
     started: bool,
     /// The Master_Down_Timer was set to Skew_Time by a priority-0 advert.
     resigned_master_seen: bool,
+    /// The latest advert of another router, heard in any state (also in
+    /// FAULT): a node that comes back knows whom it would preempt.
+    heard: Option<Heard>,
+    /// The Master_Down_Timer was shortened to preempt a lower master.
+    preempting: Option<u8>,
     master_addr: Option<IpAddr>,
     last: Option<(Time, Reason)>,
     counters: Counters,
@@ -198,6 +211,8 @@ impl Instance {
             fault: None,
             started: false,
             resigned_master_seen: false,
+            heard: None,
+            preempting: None,
             master_addr: None,
             last: None,
             counters: Counters::default(),
@@ -315,7 +330,50 @@ impl Instance {
             self.master_down_timer = Some(now + self.master_down_interval());
             self.holdoff_until =
                 (!self.cfg.preempt_delay.is_zero()).then(|| now + self.cfg.preempt_delay);
+            self.preempting = None;
             self.transition(now, State::Backup, reason, out);
+            // Departure from RFC 5798 §6.4.2: coming back (start-up, or a
+            // fault cleared) next to a master this node outranks, it
+            // preempts after Skew_Time instead of first waiting a whole
+            // Master_Down_Interval for adverts it would only discard.
+            if let Some(h) = self.heard
+                && now.saturating_sub(h.at) < self.down_interval_of(h.interval_cs)
+            {
+                self.consider_preempt(now, h.src, h.priority);
+            }
+        }
+    }
+
+    /// Master_Down_Interval for a master advertising every `interval_cs`.
+    fn down_interval_of(&self, interval_cs: u16) -> Duration {
+        3 * cs(interval_cs) + self.skew_time()
+    }
+
+    /// A Backup that outranks the master it hears takes over after its
+    /// Skew_Time (at once with fast_takeover), and not before the preempt
+    /// delay. Skew_Time keeps the RFC's order among several preempting
+    /// backups: the highest priority moves first.
+    fn consider_preempt(&mut self, now: Time, src: IpAddr, priority: u8) {
+        let outranks = priority < self.priority
+            || (priority == self.priority && addr_greater(self.cfg.primary_addr, src));
+        if !self.cfg.preempt || !outranks {
+            return;
+        }
+        let mut at = if self.cfg.fast_takeover {
+            now
+        } else {
+            now + self.skew_time()
+        };
+        if let Some(h) = self.holdoff_until {
+            at = at.max(h);
+        }
+        // The master was just heard, so its Master_Down_Interval is not
+        // what this node waits for any more; an earlier preemption already
+        // scheduled stands.
+        let earlier = self.preempting.is_some() && self.master_down_timer.is_some_and(|t| t <= at);
+        if !earlier {
+            self.master_down_timer = Some(at);
+            self.preempting = Some(priority);
         }
     }
 
@@ -379,6 +437,13 @@ impl Instance {
         // 0 means "resign" on the wire and 255 "owner"; weights are clamped
         // so that neither can be reached by arithmetic.
         self.priority = p.clamp(1, 254);
+        // A preemption decided at the old priority may no longer hold.
+        if let (Some(lower), Some(h)) = (self.preempting, self.heard)
+            && lower >= self.priority
+        {
+            self.preempting = None;
+            self.master_down_timer = Some(h.at + self.down_interval_of(h.interval_cs));
+        }
     }
 
     fn timer(&mut self, now: Time, out: &mut Vec<Action>) {
@@ -399,12 +464,13 @@ impl Instance {
             }
             State::Backup => {
                 if self.master_down_timer.is_some_and(|t| now >= t) {
-                    let reason = if self.resigned_master_seen {
-                        Reason::MasterResigned
-                    } else {
-                        Reason::MasterDown
+                    let reason = match (self.resigned_master_seen, self.preempting) {
+                        (true, _) => Reason::MasterResigned,
+                        (false, Some(priority)) => Reason::PreemptLower { priority },
+                        (false, None) => Reason::MasterDown,
                     };
                     self.resigned_master_seen = false;
+                    self.preempting = None;
                     self.become_master(now, reason, out);
                 }
             }
@@ -455,6 +521,12 @@ impl Instance {
             }
             return self.count_drop(DropReason::WeAreOwner);
         }
+        self.heard = (adv.priority != 0).then_some(Heard {
+            at: now,
+            src,
+            priority: adv.priority,
+            interval_cs: adv.interval_cs,
+        });
         if !matches!(self.state, State::Backup | State::Master) {
             return self.count_drop(DropReason::NotRunning);
         }
@@ -484,8 +556,7 @@ impl Instance {
             }
             return;
         }
-        let holding_off = self.holdoff_until.is_some_and(|t| now < t);
-        if !self.cfg.preempt || adv.priority >= self.priority || holding_off {
+        if !self.cfg.preempt || adv.priority >= self.priority {
             // "Set Master_Adver_Interval to Adver Interval contained in the
             // ADVERTISEMENT, Recompute the Skew_Time, Recompute the
             // Master_Down_Interval, Reset the Master_Down_Timer".
@@ -493,11 +564,16 @@ impl Instance {
                 self.master_adver_interval_cs = adv.interval_cs;
             }
             self.resigned_master_seen = false;
+            self.preempting = None;
             self.master_down_timer = Some(now + self.master_down_interval());
             self.master_addr = Some(src);
+        } else {
+            // "Discard the ADVERTISEMENT", and (departure from RFC 5798
+            // §6.4.2) preempt after Skew_Time, or when the preempt delay
+            // ends, rather than when the Master_Down_Timer runs out: the
+            // master is known to be lower.
+            self.consider_preempt(now, src, adv.priority);
         }
-        // Else: "Discard the ADVERTISEMENT" — the Master_Down_Timer runs out
-        // and this higher-priority node preempts.
     }
 
     /// RFC 5798 §6.4.3 "If an ADVERTISEMENT is received".
@@ -564,6 +640,15 @@ fn cs(c: u16) -> Duration {
 
 /// RFC 5798 §6.4.3: addresses compare as unsigned integers in network
 /// byte order.
+/// The latest advert of another router.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Heard {
+    at: Time,
+    src: IpAddr,
+    priority: u8,
+    interval_cs: u16,
+}
+
 fn addr_greater(a: IpAddr, b: IpAddr) -> bool {
     match (a, b) {
         (IpAddr::V4(a), IpAddr::V4(b)) => u32::from(a) > u32::from(b),
