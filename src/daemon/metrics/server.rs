@@ -18,6 +18,10 @@ const MAX_CONNECTIONS: usize = 16;
 const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
 /// Request heads longer than this are refused.
 const MAX_REQUEST: usize = 8 * 1024;
+/// prometheus-client writes OpenMetrics text (a counter's family is
+/// named without `_total`, its samples with it; `# EOF` at the end), which
+/// Prometheus parses as such when told so.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The event loop's end: it publishes, the HTTP task reads.
@@ -112,7 +116,7 @@ async fn answer(mut stream: TcpStream, snap: Option<Arc<Snapshot>>) -> std::io::
 
 async fn respond(stream: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {
     let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await?;
