@@ -43,7 +43,7 @@ fn scrape(lab: &Lab, i: usize) -> Option<String> {
 }
 
 /// The value of the first series whose name and labels start with
-/// `prefix` (e.g. `nginx_ha_instance_state{instance="web",vrid="51",state="master"}`).
+/// `prefix` (e.g. `nginx_ha_instance_state{vrrp_instance="web",vrid="51",state="master"}`).
 fn value(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
@@ -53,7 +53,7 @@ fn value(text: &str, series: &str) -> Option<f64> {
 fn state(text: &str, st: &str) -> Option<f64> {
     value(
         text,
-        &format!(r#"nginx_ha_instance_state{{instance="web",vrid="51",state="{st}"}}"#),
+        &format!(r#"nginx_ha_instance_state{{vrrp_instance="web",vrid="51",state="{st}"}}"#),
     )
 }
 
@@ -148,8 +148,8 @@ fn instance_state_follows_a_failover_on_both_nodes() {
     let limit = Duration::from_secs(3);
     // Snapshots are published every 250 ms: wait for one taken after the
     // first adverts, not merely after the election.
-    let sent = r#"nginx_ha_adverts_sent_total{instance="web"}"#;
-    let received = r#"nginx_ha_adverts_received_total{instance="web"}"#;
+    let sent = r#"nginx_ha_adverts_sent_total{vrrp_instance="web"}"#;
+    let received = r#"nginx_ha_adverts_received_total{vrrp_instance="web"}"#;
     let before0 = scrape_until(&lab, 0, limit, |t| {
         state(t, "master") == Some(1.0)
             && value(t, r#"nginx_ha_check_healthy{check="nginx"}"#) == Some(1.0)
@@ -163,11 +163,11 @@ fn instance_state_follows_a_failover_on_both_nodes() {
     }
     assert_eq!(state(&before1, "master"), Some(0.0));
     assert_eq!(
-        value(&before0, r#"nginx_ha_vips_held{instance="web"}"#),
+        value(&before0, r#"nginx_ha_vips_held{vrrp_instance="web"}"#),
         Some(1.0)
     );
     assert_eq!(
-        value(&before1, r#"nginx_ha_vips_held{instance="web"}"#),
+        value(&before1, r#"nginx_ha_vips_held{vrrp_instance="web"}"#),
         Some(0.0)
     );
     assert!(
@@ -187,7 +187,7 @@ fn instance_state_follows_a_failover_on_both_nodes() {
         Some(0.0)
     );
     assert_eq!(
-        value(&after1, r#"nginx_ha_vips_held{instance="web"}"#),
+        value(&after1, r#"nginx_ha_vips_held{vrrp_instance="web"}"#),
         Some(1.0)
     );
     // The metrics say what status says.

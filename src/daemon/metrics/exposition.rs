@@ -11,6 +11,8 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+// The VRRP instance's label is `vrrp_instance`: Prometheus sets
+// `instance` on every scraped series (the target), and would rename ours.
 type Labels = Vec<(&'static str, String)>;
 type Gauges = Family<Labels, Gauge>;
 type Counters = Family<Labels, Counter>;
@@ -116,12 +118,16 @@ pub fn render(snap: &Snapshot) -> String {
         "Adverts for an instance dropped, by reason (as in status)",
     );
     for i in &s.instances {
-        let inst = l(&[("instance", &i.name)]);
+        let inst = l(&[("vrrp_instance", &i.name)]);
         let vrid = i.virtual_router_id.to_string();
         let current = i.state.to_ascii_lowercase();
         for st in STATES {
             state
-                .get_or_create(&l(&[("instance", &i.name), ("vrid", &vrid), ("state", st)]))
+                .get_or_create(&l(&[
+                    ("vrrp_instance", &i.name),
+                    ("vrid", &vrid),
+                    ("state", st),
+                ]))
                 .set(i64::from(current == st));
         }
         priority.get_or_create(&inst).set(i64::from(i.priority));
@@ -156,7 +162,7 @@ pub fn render(snap: &Snapshot) -> String {
         mismatch.get_or_create(&inst).inc_by(c.address_mismatch);
         for (reason, n) in &c.dropped {
             dropped
-                .get_or_create(&l(&[("instance", &i.name), ("reason", reason)]))
+                .get_or_create(&l(&[("vrrp_instance", &i.name), ("reason", reason)]))
                 .inc_by(*n);
         }
     }
@@ -319,20 +325,20 @@ mod tests {
         let text = render(&snapshot());
         let lines: Vec<&str> = text.lines().collect();
         for want in [
-            r#"nginx_ha_instance_state{instance="web",vrid="51",state="master"} 1"#,
-            r#"nginx_ha_instance_state{instance="web",vrid="51",state="backup"} 0"#,
-            r#"nginx_ha_instance_state{instance="web",vrid="51",state="fault"} 0"#,
-            r#"nginx_ha_instance_state{instance="web",vrid="51",state="init"} 0"#,
-            r#"nginx_ha_instance_state{instance="api",vrid="52",state="fault"} 1"#,
-            r#"nginx_ha_instance_state{instance="api",vrid="52",state="master"} 0"#,
-            r#"nginx_ha_instance_priority{instance="web"} 150"#,
-            r#"nginx_ha_instance_effective_priority{instance="web"} 140"#,
-            r#"nginx_ha_vips_held{instance="web"} 2"#,
-            r#"nginx_ha_vips_held{instance="api"} 0"#,
-            r#"nginx_ha_instance_last_transition_timestamp_seconds{instance="web"} 990.0"#,
-            r#"nginx_ha_adverts_sent_total{instance="web"} 7"#,
-            r#"nginx_ha_adverts_received_total{instance="web"} 3"#,
-            r#"nginx_ha_adverts_dropped_total{instance="web",reason="auth"} 2"#,
+            r#"nginx_ha_instance_state{vrrp_instance="web",vrid="51",state="master"} 1"#,
+            r#"nginx_ha_instance_state{vrrp_instance="web",vrid="51",state="backup"} 0"#,
+            r#"nginx_ha_instance_state{vrrp_instance="web",vrid="51",state="fault"} 0"#,
+            r#"nginx_ha_instance_state{vrrp_instance="web",vrid="51",state="init"} 0"#,
+            r#"nginx_ha_instance_state{vrrp_instance="api",vrid="52",state="fault"} 1"#,
+            r#"nginx_ha_instance_state{vrrp_instance="api",vrid="52",state="master"} 0"#,
+            r#"nginx_ha_instance_priority{vrrp_instance="web"} 150"#,
+            r#"nginx_ha_instance_effective_priority{vrrp_instance="web"} 140"#,
+            r#"nginx_ha_vips_held{vrrp_instance="web"} 2"#,
+            r#"nginx_ha_vips_held{vrrp_instance="api"} 0"#,
+            r#"nginx_ha_instance_last_transition_timestamp_seconds{vrrp_instance="web"} 990.0"#,
+            r#"nginx_ha_adverts_sent_total{vrrp_instance="web"} 7"#,
+            r#"nginx_ha_adverts_received_total{vrrp_instance="web"} 3"#,
+            r#"nginx_ha_adverts_dropped_total{vrrp_instance="web",reason="auth"} 2"#,
             r#"nginx_ha_packets_dropped_total{reason="ttl"} 4"#,
             r#"nginx_ha_check_healthy{check="nginx"} 1"#,
             "nginx_ha_nginx_connections_active 3",
@@ -351,7 +357,7 @@ mod tests {
             assert!(lines.contains(&want), "missing {want:?} in:\n{text}");
         }
         // An instance with no transition yet has no timestamp, not 0.
-        assert!(!text.contains(r#"last_transition_timestamp_seconds{instance="api"}"#));
+        assert!(!text.contains(r#"last_transition_timestamp_seconds{vrrp_instance="api"}"#));
     }
 
     #[test]
