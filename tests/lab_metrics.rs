@@ -192,6 +192,12 @@ fn instance_state_follows_a_failover_on_both_nodes() {
     );
     // The metrics say what status says.
     assert_eq!(lab.state(0, "web"), "STATE=FAULT");
+    // Each node changed state once in the failover, and counted it once.
+    let transitions = r#"nginx_ha_transitions_total{vrrp_instance="web"}"#;
+    for (before, after) in [(&before0, &after0), (&before1, &after1)] {
+        let (b, a) = (value(before, transitions), value(after, transitions));
+        assert_eq!(a, b.map(|n| n + 1.0), "transitions {b:?} -> {a:?}");
+    }
     promtool_check(&after1);
 }
 

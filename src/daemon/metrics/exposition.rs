@@ -107,6 +107,11 @@ pub fn render(snap: &Snapshot) -> String {
         "vips_restored",
         "VIPs found deleted while master and added back",
     );
+    let transitions = counter(
+        &mut reg,
+        "transitions",
+        "State changes of the instance since the daemon started",
+    );
     let mismatch = counter(
         &mut reg,
         "address_mismatch",
@@ -160,6 +165,7 @@ pub fn render(snap: &Snapshot) -> String {
         lower.get_or_create(&inst).inc_by(c.lower_priority_answered);
         restored.get_or_create(&inst).inc_by(c.vips_restored);
         mismatch.get_or_create(&inst).inc_by(c.address_mismatch);
+        transitions.get_or_create(&inst).inc_by(c.transitions);
         for (reason, n) in &c.dropped {
             dropped
                 .get_or_create(&l(&[("vrrp_instance", &i.name), ("reason", reason)]))
@@ -281,6 +287,7 @@ mod tests {
             counters: Counters {
                 adverts_sent: 7,
                 adverts_received: 3,
+                transitions: 2,
                 dropped: BTreeMap::from([("auth".to_string(), 2)]),
                 ..Counters::default()
             },
@@ -340,6 +347,7 @@ mod tests {
             r#"nginx_ha_adverts_received_total{vrrp_instance="web"} 3"#,
             r#"nginx_ha_adverts_dropped_total{vrrp_instance="web",reason="auth"} 2"#,
             r#"nginx_ha_packets_dropped_total{reason="ttl"} 4"#,
+            r#"nginx_ha_transitions_total{vrrp_instance="web"} 2"#,
             r#"nginx_ha_check_healthy{check="nginx"} 1"#,
             "nginx_ha_nginx_connections_active 3",
             "nginx_ha_nginx_connections_accepted_total 10",
