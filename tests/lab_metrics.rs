@@ -1,7 +1,8 @@
 //! The Prometheus endpoint in the namespace lab, with real nginx and the
 //! real daemon: `nginx_ha_instance_state` follows a failover on both nodes,
-//! the exposition passes `promtool check metrics`, and a metrics address
-//! that is already taken stops the start. Needs root.
+//! the exposition passes `promtool check metrics`, a real Prometheus in the
+//! client namespace sees the failover within two scrape intervals, and a
+//! metrics address that is already taken stops the start. Needs root.
 
 use nginx_ha_lab as lab;
 
@@ -223,4 +224,142 @@ fn a_taken_metrics_address_stops_the_start() {
         lab.holders(vip()).is_empty(),
         "a VIP was added before the bind failed"
     );
+}
+
+/// Percent-encodes a PromQL query for a URL.
+fn url_encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// GET from the Prometheus in the client namespace; the body on a 200.
+fn prometheus_get(lab: &Lab, target: &str) -> Option<String> {
+    let addr: SocketAddr = "127.0.0.1:9090".parse().expect("address");
+    in_netns(&lab.client_ns, || {
+        let t = Duration::from_secs(1);
+        let mut s = TcpStream::connect_timeout(&addr, t).ok()?;
+        s.set_read_timeout(Some(t)).ok()?;
+        s.write_all(format!("GET {target} HTTP/1.0\r\nHost: lab\r\n\r\n").as_bytes())
+            .ok()?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).ok()?;
+        let (head, body) = buf.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.0 200").then(|| body.to_string())
+    })
+}
+
+/// `nginx_ha_instance_state{state=...}` per node (by its address), as the
+/// real Prometheus has it now.
+fn prometheus_states(lab: &Lab, st: &str) -> Vec<(String, String)> {
+    let q = format!(r#"nginx_ha_instance_state{{vrrp_instance="web",state="{st}"}}"#);
+    let Some(body) = prometheus_get(lab, &format!("/api/v1/query?query={}", url_encode(&q))) else {
+        return Vec::new();
+    };
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let mut out: Vec<(String, String)> = v["data"]["result"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .map(|s| {
+                    let node = s["metric"]["instance"].as_str().unwrap_or_default();
+                    let val = s["value"][1].as_str().unwrap_or_default();
+                    (node.to_string(), val.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_real_prometheus_sees_the_failover_within_two_scrape_intervals() {
+    if !require_root_and_tools() {
+        return;
+    }
+    if !std::path::Path::new("/usr/bin/prometheus").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "prometheus is missing (scripts/setup-debian installs it)"
+        );
+        eprintln!("SKIPPED: no /usr/bin/prometheus");
+        return;
+    }
+    let mut lab = Lab::new(2, env!("CARGO_BIN_EXE_nginx-ha").as_ref());
+    // On the nodes' lab addresses, for the Prometheus in the client
+    // namespace: a non-loopback listener, written down as it must be.
+    let targets: Vec<String> = (0..2)
+        .map(|i| format!("{}:9586", lab::node_v4(i)))
+        .collect();
+    for (i, t) in targets.iter().enumerate() {
+        lab.start_nginx(i);
+        let d = decl(&lab, i, t);
+        lab.start_daemon(i, &d);
+    }
+    let scrape_every = Duration::from_secs(1);
+    let dir = lab.dir.path().join("prometheus");
+    std::fs::create_dir_all(&dir).expect("prometheus dir");
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 500ms\nscrape_configs:\n  - job_name: nginx-ha\n    static_configs:\n      - targets: [\"{}\", \"{}\"]\n",
+            targets[0], targets[1]
+        ),
+    )
+    .expect("prometheus.yml");
+    let log = std::fs::File::create(dir.join("prometheus.log")).expect("log");
+    let child = lab
+        .ns_cmd(&lab.client_ns.clone(), "/usr/bin/prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg("--web.listen-address=127.0.0.1:9090")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start prometheus");
+    lab.extra.push(child);
+
+    let (m0, m1) = (targets[0].clone(), targets[1].clone());
+    let pair = |a: &str, b: &str| vec![(m0.clone(), a.to_string()), (m1.clone(), b.to_string())];
+    // Prometheus starts, scrapes, and node0 wins the election: bounded by
+    // Prometheus's start-up on a busy machine.
+    wait_for(Duration::from_secs(30), || {
+        (prometheus_states(&lab, "master") == pair("1", "0")).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "Prometheus never saw node0 master: {:?}\n{}",
+            prometheus_states(&lab, "master"),
+            std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
+        )
+    });
+
+    let start = std::time::Instant::now();
+    lab.kill_nginx(0);
+    wait_for(Duration::from_secs(10), || {
+        (prometheus_states(&lab, "master") == pair("0", "1")
+            && prometheus_states(&lab, "fault") == pair("1", "0"))
+        .then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "Prometheus never saw the failover: master {:?}, fault {:?}",
+            prometheus_states(&lab, "master"),
+            prometheus_states(&lab, "fault")
+        )
+    });
+    let took = start.elapsed();
+    // Two scrape intervals, plus the failover itself (well under 100 ms
+    // with 100 ms adverts), the 250 ms snapshot and the query.
+    let bound = 2 * scrape_every + Duration::from_millis(500);
+    println!("kill -9 nginx -> Prometheus shows the new states: {took:?} (bound {bound:?})");
+    assert!(took <= bound, "took {took:?}, bound {bound:?}");
 }
