@@ -175,6 +175,12 @@ fn instance_state_follows_a_failover_on_both_nodes() {
         value(&before0, "nginx_ha_nginx_http_requests_total").is_some(),
         "{before0}"
     );
+    for process in ["process_resident_memory_bytes", "process_open_fds"] {
+        assert!(
+            value(&before0, process).is_some_and(|n| n > 0.0),
+            "{process}:\n{before0}"
+        );
+    }
     promtool_check(&before0);
     assert!(before0.ends_with("# EOF\n"), "{before0}");
 

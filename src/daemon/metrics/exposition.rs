@@ -2,6 +2,7 @@
 //! labels and types. A fresh registry is filled from each snapshot, so a
 //! scrape shows exactly what `status --json` would have shown.
 
+use super::process::Process;
 use crate::node::status::Status;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -48,34 +49,35 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-pub fn render(snap: &Snapshot) -> String {
+pub fn render(snap: &Snapshot, process: Option<&Process>) -> String {
     let s = &snap.status;
-    let mut reg = Registry::with_prefix("nginx_ha");
+    let mut root = Registry::default();
+    let reg = root.sub_registry_with_prefix("nginx_ha");
 
-    let build = gauge(&mut reg, "build_info", "The nginx-ha version; always 1");
+    let build = gauge(reg, "build_info", "The nginx-ha version; always 1");
     build
         .get_or_create(&l(&[("version", env!("CARGO_PKG_VERSION"))]))
         .set(1);
     let maintenance = reg_gauge(
-        &mut reg,
+        reg,
         "maintenance",
         "1 while the node is in maintenance mode",
     );
     maintenance.set(i64::from(s.maintenance));
 
     let state = gauge(
-        &mut reg,
+        reg,
         "instance_state",
         "1 for the instance's current VRRP state, 0 for the others",
     );
-    let priority = gauge(&mut reg, "instance_priority", "The declared VRRP priority");
+    let priority = gauge(reg, "instance_priority", "The declared VRRP priority");
     let effective = gauge(
-        &mut reg,
+        reg,
         "instance_effective_priority",
         "The priority advertised after health-check weights",
     );
     let vips = gauge(
-        &mut reg,
+        reg,
         "vips_held",
         "Virtual IPs this node holds for the instance (all of them while master, else 0)",
     );
@@ -85,40 +87,40 @@ pub fn render(snap: &Snapshot) -> String {
         "When the instance last changed state (Unix time)",
         last.clone(),
     );
-    let sent = counter(&mut reg, "adverts_sent", "VRRP adverts sent");
-    let received = counter(&mut reg, "adverts_received", "VRRP adverts received");
+    let sent = counter(reg, "adverts_sent", "VRRP adverts sent");
+    let received = counter(reg, "adverts_received", "VRRP adverts received");
     let p0_sent = counter(
-        &mut reg,
+        reg,
         "priority_zero_sent",
         "Priority-0 adverts sent (resigning master)",
     );
     let p0_received = counter(
-        &mut reg,
+        reg,
         "priority_zero_received",
         "Priority-0 adverts received (the master resigned)",
     );
     let lower = counter(
-        &mut reg,
+        reg,
         "lower_priority_answered",
         "Lower-priority adverts answered while master (another router thought it was master)",
     );
     let restored = counter(
-        &mut reg,
+        reg,
         "vips_restored",
         "VIPs found deleted while master and added back",
     );
     let transitions = counter(
-        &mut reg,
+        reg,
         "transitions",
         "State changes of the instance since the daemon started",
     );
     let mismatch = counter(
-        &mut reg,
+        reg,
         "address_mismatch",
         "Adverts whose virtual IP list differs from the declaration",
     );
     let dropped = counter(
-        &mut reg,
+        reg,
         "adverts_dropped",
         "Adverts for an instance dropped, by reason (as in status)",
     );
@@ -174,7 +176,7 @@ pub fn render(snap: &Snapshot) -> String {
     }
 
     let node_dropped = counter(
-        &mut reg,
+        reg,
         "packets_dropped",
         "Packets dropped before reaching an instance, by reason (as in status)",
     );
@@ -185,11 +187,11 @@ pub fn render(snap: &Snapshot) -> String {
     }
 
     let healthy = gauge(
-        &mut reg,
+        reg,
         "check_healthy",
         "1 while the check passes; 0 while it fails or has not decided yet",
     );
-    let weight = gauge(&mut reg, "check_weight", "The check's declared weight");
+    let weight = gauge(reg, "check_weight", "The check's declared weight");
     for c in &s.checks {
         let check = l(&[("check", &c.name)]);
         healthy
@@ -201,25 +203,25 @@ pub fn render(snap: &Snapshot) -> String {
     if let Some(n) = &s.nginx {
         let g = |reg: &mut Registry, name, help, v| reg_gauge(reg, name, help).set(to_i64(v));
         g(
-            &mut reg,
+            reg,
             "nginx_connections_active",
             "nginx stub_status: active client connections",
             n.active,
         );
         g(
-            &mut reg,
+            reg,
             "nginx_connections_reading",
             "nginx stub_status: connections reading the request",
             n.reading,
         );
         g(
-            &mut reg,
+            reg,
             "nginx_connections_writing",
             "nginx stub_status: connections writing the response",
             n.writing,
         );
         g(
-            &mut reg,
+            reg,
             "nginx_connections_waiting",
             "nginx stub_status: idle keepalive connections",
             n.waiting,
@@ -230,28 +232,55 @@ pub fn render(snap: &Snapshot) -> String {
             reg.register(name, help, m);
         };
         c(
-            &mut reg,
+            reg,
             "nginx_connections_accepted",
             "nginx stub_status: accepted connections",
             n.accepts,
         );
         c(
-            &mut reg,
+            reg,
             "nginx_connections_handled",
             "nginx stub_status: handled connections",
             n.handled,
         );
         c(
-            &mut reg,
+            reg,
             "nginx_http_requests",
             "nginx stub_status: client requests",
             n.requests,
         );
     }
 
+    if let Some(p) = process {
+        // Prometheus's standard names, without the prefix.
+        let rss = Gauge::<i64>::default();
+        rss.set(to_i64(p.resident_memory_bytes));
+        root.register(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes",
+            rss,
+        );
+        let fds = Gauge::<i64>::default();
+        fds.set(to_i64(p.open_fds));
+        root.register("process_open_fds", "Open file descriptors", fds);
+        let start = Gauge::<f64, AtomicU64>::default();
+        start.set(p.start_time_seconds);
+        root.register(
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch in seconds",
+            start,
+        );
+        let cpu = Counter::<f64, AtomicU64>::default();
+        cpu.inc_by(p.cpu_seconds);
+        root.register(
+            "process_cpu_seconds",
+            "User and system CPU time spent in seconds",
+            cpu,
+        );
+    }
     let mut out = String::new();
     // Writing into a String cannot fail.
-    let _ = encode(&mut out, &reg);
+    let _ = encode(&mut out, &root);
     out
 }
 
@@ -327,9 +356,16 @@ mod tests {
         }
     }
 
+    const PROCESS: Process = Process {
+        resident_memory_bytes: 4096,
+        cpu_seconds: 1.5,
+        open_fds: 12,
+        start_time_seconds: 1_700_000_000.0,
+    };
+
     #[test]
     fn status_becomes_these_series() {
-        let text = render(&snapshot());
+        let text = render(&snapshot(), Some(&PROCESS));
         let lines: Vec<&str> = text.lines().collect();
         for want in [
             r#"nginx_ha_instance_state{vrrp_instance="web",vrid="51",state="master"} 1"#,
@@ -360,6 +396,10 @@ mod tests {
             ),
             "# TYPE nginx_ha_adverts_sent counter",
             "# TYPE nginx_ha_instance_state gauge",
+            "process_resident_memory_bytes 4096",
+            "process_cpu_seconds_total 1.5",
+            "process_open_fds 12",
+            "process_start_time_seconds 1700000000.0",
             "# EOF",
         ] {
             assert!(lines.contains(&want), "missing {want:?} in:\n{text}");
@@ -372,6 +412,6 @@ mod tests {
     fn no_nginx_numbers_no_nginx_series() {
         let mut snap = snapshot();
         snap.status.nginx = None;
-        assert!(!render(&snap).contains("nginx_ha_nginx_"));
+        assert!(!render(&snap, None).contains("nginx_ha_nginx_"));
     }
 }

@@ -3,6 +3,7 @@
 //! the HTTP task renders from the latest one and never waits for the loop.
 
 mod exposition;
+mod process;
 mod server;
 
 pub use server::bind;

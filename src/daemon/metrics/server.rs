@@ -105,7 +105,8 @@ async fn answer(mut stream: TcpStream, snap: Option<Arc<Snapshot>>) -> std::io::
     let Some(snap) = snap else {
         return respond(&mut stream, "503 Service Unavailable", "starting\n").await;
     };
-    let body = render(&snap);
+    let process = super::process::read().await;
+    let body = render(&snap, process.as_ref());
     let body = if method == "HEAD" {
         String::new()
     } else {
