@@ -6,6 +6,7 @@ pub mod control;
 mod driver;
 mod hooks;
 pub mod lock;
+mod metrics;
 
 mod rx;
 pub mod setup;
@@ -22,6 +23,11 @@ use std::path::PathBuf;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+
+/// How often the loop publishes a status snapshot for the metrics
+/// endpoint: scrapes never wait for the loop, and see at most this old a
+/// state.
+const METRICS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -102,6 +108,17 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
     let net = Net::new()?;
     let mut net_events = Net::events()?;
     let plans = setup::plan(&decl, &passwords, &net).await?;
+    // Bound before any instance starts: a taken address stops the start
+    // here, with nothing to undo.
+    let metrics = match &decl.metrics {
+        Some(m) => Some(metrics::bind(m.listen).map_err(io_err(format!(
+            "metrics.listen {}: cannot listen",
+            m.listen
+        )))?),
+        None => None,
+    };
+    let mut metrics_tick = tokio::time::interval(METRICS_EVERY);
+    metrics_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let (pkt_tx, mut pkt_rx) = mpsc::channel(1024);
     let (health_tx, mut health_rx) = mpsc::unbounded_channel();
@@ -138,6 +155,11 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
             _ = sleep_until_opt(wake) => d.on_timers().await,
             _ = async { watchdog.as_mut().map(|w| w.tick()).expect("guarded").await }, if watchdog.is_some() => {
                 systemd::watchdog();
+            }
+            _ = metrics_tick.tick(), if metrics.is_some() => {
+                if let Some(m) = &metrics {
+                    m.publish(d.status());
+                }
             }
             _ = sighup.recv() => {
                 if reading.is_some() {

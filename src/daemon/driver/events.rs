@@ -126,6 +126,11 @@ impl Daemon {
             }
         }
         let weights = check_weights(&decl);
+        if decl.metrics != self.decl.metrics {
+            // The listener is bound once, at start, where a failure stops
+            // the start; a reload has no such clean way to fail.
+            warn!("metrics: a changed `metrics` takes effect at the next restart, not on reload");
+        }
         self.decl = decl;
         let restarted = self.checks_running.sync(&self.decl.checks, &self.health_tx);
         for p in &plans {

@@ -11,6 +11,7 @@ mod types;
 pub mod url;
 mod validate;
 mod validate_checks;
+mod validate_metrics;
 
 pub use duration::HumanDuration;
 pub use types::*;

@@ -15,12 +15,12 @@
 use super::duration::HumanDuration;
 use super::limits;
 use super::nginx::Nginx;
-use super::schema::{ABSOLUTE_PATH, INTERFACE_NAME, NAME};
+use super::schema::{ABSOLUTE_PATH, INTERFACE_NAME, NAME, SOCKET_ADDRESS};
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -40,6 +40,23 @@ pub struct Declaration {
     /// turns into an http-level nginx config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nginx: Option<Nginx>,
+    /// The Prometheus endpoint (`GET /metrics`). Absent: no endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Metrics>,
+}
+
+/// The Prometheus endpoint: the daemon serves `GET /metrics` over plain
+/// HTTP on `listen`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Metrics {
+    /// The socket to listen on, `IP:PORT` (`[IPv6]:PORT`). There is no
+    /// default: the metrics carry the node's state and are not
+    /// authenticated, so the address is always written down. Use a loopback
+    /// address unless the Prometheus server scrapes from another host; a
+    /// non-loopback address is served to anyone who can reach it.
+    #[schemars(example = &"127.0.0.1:9586", extend("format" = SOCKET_ADDRESS))]
+    pub listen: SocketAddr,
 }
 
 /// What differs between the nodes of one cluster.

@@ -96,6 +96,7 @@ pub fn validate(d: &Declaration) -> Vec<Problem> {
     check_shared_vips(&mut p, d);
     super::validate_checks::validate_checks(&mut p, d);
     super::validate_checks::validate_notify(&mut p, d);
+    super::validate_metrics::validate_metrics(&mut p, d);
     if let Some(nginx) = &d.nginx {
         super::nginx::validate(&mut p, nginx);
         if d.checks.nginx.enable {

@@ -55,6 +55,7 @@ impl Node {
                         address_mismatch: c.address_mismatch,
                         lower_priority_answered: c.lower_priority_answered,
                         vips_restored: m.vips_restored,
+                        transitions: c.transitions,
                         dropped: c.dropped.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
                     },
                 }

@@ -20,6 +20,9 @@ pub struct Counters {
     /// VIPs found deleted while master and added back.
     #[serde(default)]
     pub vips_restored: u64,
+    /// State changes of the instance since the daemon started.
+    #[serde(default)]
+    pub transitions: u64,
     pub dropped: BTreeMap<String, u64>,
 }
 

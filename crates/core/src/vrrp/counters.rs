@@ -42,5 +42,7 @@ pub struct Counters {
     /// Lower-priority adverts a master answered (another node thought it
     /// was master: split brain healed, or a fast backup timed out).
     pub lower_priority_answered: u64,
+    /// State changes (INIT, BACKUP, MASTER, FAULT), each counted once.
+    pub transitions: u64,
     pub dropped: BTreeMap<&'static str, u64>,
 }

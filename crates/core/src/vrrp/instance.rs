@@ -310,6 +310,7 @@ impl Instance {
             return;
         }
         self.state = to;
+        self.counters.transitions += 1;
         self.last = Some((now, reason.clone()));
         out.push(Action::Transition { from, to, reason });
     }
