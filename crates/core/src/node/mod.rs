@@ -450,7 +450,10 @@ mod purity {
             ("node/plan.rs", include_str!("plan.rs")),
             ("node/rx_filter.rs", include_str!("rx_filter.rs")),
             ("vrrp/instance.rs", include_str!("../vrrp/instance.rs")),
-            ("vrrp/instance/receive.rs", include_str!("../vrrp/instance/receive.rs")),
+            (
+                "vrrp/instance/receive.rs",
+                include_str!("../vrrp/instance/receive.rs"),
+            ),
             ("vrrp/counters.rs", include_str!("../vrrp/counters.rs")),
             ("vrrp/packet.rs", include_str!("../vrrp/packet.rs")),
         ] {
