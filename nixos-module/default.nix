@@ -85,7 +85,10 @@ let
   # what `missing` and the assertions look at.
   declared = {
     inherit (cfg) node instances checks notify;
-  } // optionalAttrs hasNginxDeclaration { nginx = nginxDeclaration; };
+  } // optionalAttrs hasNginxDeclaration { nginx = nginxDeclaration; }
+  // optionalAttrs (cfg.metrics.listen != null) { metrics = removeAttrs cfg.metrics [ "openFirewall" ]; };
+
+  metricsPort = lib.toInt (lib.last (lib.splitString ":" cfg.metrics.listen));
 
   declaration = nhLib.clean (declared // {
     instances = mapAttrs
@@ -188,7 +191,7 @@ let
       (builtins.attrNames cfg.nginx.sites);
 in
 {
-  options.services.nginxHa = removeAttrs schema.options [ "nginx" ] // {
+  options.services.nginxHa = removeAttrs schema.options [ "nginx" "metrics" ] // {
     enable = mkEnableOption "nginx-ha, VRRP virtual IPs with built-in nginx health checks";
 
     package = lib.mkPackageOption pkgs "nginx-ha" { };
@@ -248,6 +251,27 @@ in
       '';
       type = types.submodule {
         options = schema.optionsOfObject [ "nginx" ] (schema.sub "nginx") // nginxIntegration;
+      };
+    };
+
+    metrics = mkOption {
+      default = { };
+      description = ''
+        The Prometheus endpoint (`GET /metrics`), off unless `listen` is
+        set, plus the NixOS switch `openFirewall`, which is not part of the
+        JSON. Scrape it with `services.prometheus.scrapeConfigs` and load
+        the shipped alert rules (`contrib/prometheus/alerts.yml`) with
+        `services.prometheus.ruleFiles`.
+      '';
+      example = literalExpression ''{ listen = "127.0.0.1:9586"; }'';
+      type = types.submodule {
+        options = schema.optionsOfObject [ "metrics" ] (schema.sub "metrics") // {
+          openFirewall = mkOption {
+            type = types.bool;
+            default = false;
+            description = "Open the metrics port (TCP) in the firewall, for a Prometheus server on another host. Off by default: the metrics are not authenticated.";
+          };
+        };
       };
     };
 
@@ -326,6 +350,10 @@ in
     })
     (mkIf (cfg.openFirewall && config.networking.nftables.enable) {
       networking.firewall.extraInputRules = nftablesRules;
+    })
+
+    (mkIf (cfg.metrics.openFirewall && cfg.metrics.listen != null) {
+      networking.firewall.allowedTCPPorts = [ metricsPort ];
     })
 
     (mkIf cfg.nginx.enable {

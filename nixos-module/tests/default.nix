@@ -76,6 +76,14 @@ let
       "services.nginxHa.node.priority is not set";
     requiredInMapExplained = assertsWith [ ../examples/lb1.nix { services.nginxHa.instances.x.interface = "eth1"; } ]
       "services.nginxHa.instances.x.virtualRouterId is not set";
+    noMetricsByDefault = !((cfgOf "lb1-iptables").services.nginxHa.declaration ? metrics);
+    metricsReachDaemon =
+      let c = (tlib.evalSystem { modules = [ ../examples/lb1.nix { services.nginxHa.metrics = { listen = "192.0.2.11:9586"; openFirewall = true; }; } ]; }).config;
+      in c.services.nginxHa.declaration.metrics == { listen = "192.0.2.11:9586"; }
+        && builtins.elem 9586 c.networking.firewall.allowedTCPPorts;
+    metricsFirewallClosedByDefault =
+      let c = (tlib.evalSystem { modules = [ ../examples/lb1.nix { services.nginxHa.metrics.listen = "127.0.0.1:9586"; } ]; }).config;
+      in !(builtins.elem 9586 c.networking.firewall.allowedTCPPorts);
     storeSecretRefused = assertsWith
       [ ../examples/lb1.nix { services.nginxHa.instances.legacy.authPasswordFile = lib.mkForce "${builtins.storeDir}/aaaa-pw"; } ]
       "is in the Nix store";
@@ -202,7 +210,7 @@ let
       else [ ]
     );
 
-  nixosOnly = [ "enable" "package" "openFirewall" "checkConfig" "declaration" "configFile" ]
+  nixosOnly = [ "enable" "package" "openFirewall" "checkConfig" "declaration" "configFile" "metrics.openFirewall" ]
     ++ map (k: "nginx.${k}") [ "enable" "loopbackStatusPage" "openFirewall" "firewallPorts" "nonlocalBind" ];
   optionPaths =
     let
