@@ -22,3 +22,17 @@ pub const PORT: RangeInclusive<u64> = 1..=65535;
 pub fn out_of<T: PartialOrd + std::fmt::Display>(r: &RangeInclusive<T>, v: T) -> Option<String> {
     (!r.contains(&v)).then(|| format!("{v} is out of {}..={}", r.start(), r.end()))
 }
+
+/// Most service addresses one node announces; each is a route in BIRD and
+/// an address on `lo`.
+pub const ANYCAST_PREFIXES: u32 = 256;
+/// Longest anycast hold-down (`anycast.announceAfter`).
+pub const ANNOUNCE_AFTER_MAX: std::time::Duration = std::time::Duration::from_secs(3600);
+/// Longest anycast drain (`anycast.drain`): systemd's stop timeout has to
+/// cover it.
+pub const DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(600);
+/// `sun_path` holds 108 bytes with the terminating NUL.
+pub const UNIX_SOCKET_PATH_MAX: usize = 107;
+/// BIRD symbols are short identifiers; 64 keeps log lines and metric
+/// labels small.
+pub const BIRD_SYMBOL_MAX: usize = 64;

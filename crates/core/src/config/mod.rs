@@ -1,6 +1,7 @@
 //! The declaration: parsing, validation, and the errors that name the JSON
 //! path of every problem.
 
+pub mod anycast;
 pub mod check_spec;
 mod duplicate_keys;
 pub mod duration;
@@ -10,9 +11,11 @@ pub mod schema;
 mod types;
 pub mod url;
 mod validate;
+mod validate_anycast;
 mod validate_checks;
 mod validate_metrics;
 
+pub use anycast::{Anycast, Bird};
 pub use duration::HumanDuration;
 pub use types::*;
 pub use validate::{Problems, validate};
@@ -269,8 +272,16 @@ pub fn summary(d: &Declaration) -> String {
         })
         .collect();
     let sites = d.nginx.as_ref().map_or(0, |n| n.sites.len());
+    let anycast = d.anycast.as_ref().map_or(String::new(), |a| {
+        format!(
+            "; anycast {} prefix{} via {}",
+            a.prefixes.len(),
+            if a.prefixes.len() == 1 { "" } else { "es" },
+            a.bird.socket.display()
+        )
+    });
     format!(
-        "node {} priority {}; {} instance{}: {}; {} extra check{}; {} nginx site{}",
+        "node {} priority {}; {} instance{}: {}; {} extra check{}; {} nginx site{}{anycast}",
         d.node.name,
         d.node.priority,
         d.instances.len(),

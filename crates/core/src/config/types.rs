@@ -29,7 +29,7 @@ use std::str::FromStr;
 pub struct Declaration {
     pub node: Node,
     /// The VRRP instances (virtual routers), by name (letters, digits, `-`,
-    /// `_`). At least one is needed.
+    /// `_`). At least one is needed, unless `anycast` is set.
     #[serde(default)]
     pub instances: BTreeMap<String, Instance>,
     #[serde(default)]
@@ -43,6 +43,9 @@ pub struct Declaration {
     /// The Prometheus endpoint (`GET /metrics`). Absent: no endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<Metrics>,
+    /// Health-gated BGP anycast through BIRD. Absent: no anycast.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anycast: Option<super::anycast::Anycast>,
 }
 
 /// The Prometheus endpoint: the daemon serves `GET /metrics` over plain

@@ -83,8 +83,11 @@ pub fn validate(d: &Declaration) -> Vec<Problem> {
     if let Some(e) = limits::out_of(&limits::NODE_PRIORITY, d.node.priority) {
         p.push("node.priority", e);
     }
-    if d.instances.is_empty() {
-        p.push("instances", "at least one VRRP instance is needed");
+    if d.instances.is_empty() && d.anycast.is_none() {
+        p.push(
+            "instances",
+            "at least one VRRP instance is needed (or an anycast section)",
+        );
     }
     let check_names: Vec<String> = std::iter::once("nginx".to_string())
         .chain(d.checks.extra.keys().cloned())
@@ -97,6 +100,7 @@ pub fn validate(d: &Declaration) -> Vec<Problem> {
     super::validate_checks::validate_checks(&mut p, d);
     super::validate_checks::validate_notify(&mut p, d);
     super::validate_metrics::validate_metrics(&mut p, d);
+    super::validate_anycast::validate_anycast(&mut p, d);
     if let Some(nginx) = &d.nginx {
         super::nginx::validate(&mut p, nginx);
         if d.checks.nginx.enable {
