@@ -81,6 +81,7 @@ impl Node {
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
+            anycast: self.anycast_wish(now),
         }
     }
 }
