@@ -253,3 +253,218 @@ fn second_sigterm_cuts_the_drain_short() {
     assert!(st.is_some_and(|s| s.success()), "{st:?}");
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 }
+
+#[test]
+fn a_cut_link_is_withdrawn_within_the_bfd_detection_time() {
+    if !tools() {
+        return;
+    }
+    let a = two_nodes(json!({}));
+    // BFD sessions up (they start slow and speed up once up).
+    lab::wait_for(Duration::from_secs(10), || {
+        a.birdc(0, "show bfd sessions")
+            .lines()
+            .filter(|l| l.contains(" Up "))
+            .count()
+            .eq(&2)
+            .then_some(())
+    })
+    .expect("both BFD sessions up at the router");
+    let t = Instant::now();
+    a.cut(1, true);
+    let took = a
+        .wait_nexthops(&[0], Duration::from_secs(3))
+        .map(|_| t.elapsed())
+        .expect("the router withdrew the cut node's route");
+    eprintln!(
+        "link cut (silent, both ends up): route withdrawn at the router after {took:?} (BFD 3 x 100 ms)"
+    );
+    // Detection is 3 x 100 ms after the last packet heard, i.e. 200-300 ms
+    // after the cut; the rest is BIRD and the kernel.
+    assert!(took <= ms(450), "{took:?}");
+    assert!(took >= ms(150), "withdrawn before BFD could tell: {took:?}");
+    a.cut(1, false);
+    a.wait_nexthops(&[0, 1], Duration::from_secs(20))
+        .expect("announced again once the link is back");
+}
+
+#[test]
+fn a_restarted_bird_gets_the_announcement_back() {
+    if !tools() {
+        return;
+    }
+    let mut a = two_nodes(json!({}));
+    a.kill_bird(2);
+    a.wait_nexthops(&[0], Duration::from_secs(3))
+        .expect("the router lost node1 with its BIRD");
+    lab::wait_for(Duration::from_secs(3), || {
+        (status(&a, 1)["anycast"]["birdConnected"] == json!(false)).then_some(())
+    })
+    .expect("status says BIRD is gone");
+    let st = status(&a, 1);
+    eprintln!("BIRD gone: {}", st["anycast"]);
+    assert!(
+        st["anycast"]["birdError"]
+            .as_str()
+            .is_some_and(|e| e.contains("BIRD")),
+        "{st}"
+    );
+    // BIRD starts with the static protocol disabled; only nginx-ha's
+    // re-applied wish brings the route back.
+    let t = Instant::now();
+    a.start_node_bird(1);
+    let took = a
+        .wait_nexthops(&[0, 1], Duration::from_secs(20))
+        .expect("node1 announced again after BIRD restarted");
+    eprintln!("BIRD restarted: route back at the router after {took:?}");
+    let _ = t;
+    let st = status(&a, 1);
+    assert_eq!(st["anycast"]["birdConnected"], json!(true), "{st}");
+    assert!(
+        a.lab.daemon_log(1).contains("connected to BIRD"),
+        "{}",
+        a.lab.daemon_log(1)
+    );
+}
+
+#[test]
+fn a_flapping_nginx_stays_withdrawn_through_the_hold_down() {
+    if !tools() {
+        return;
+    }
+    let mut a = two_nodes(json!({ "announceAfter": "2s" }));
+    let stop = Arc::new(AtomicBool::new(false));
+    // Watch the router all along: node1 must not come back while flapping.
+    let seen_back = Arc::new(AtomicBool::new(false));
+    a.lab.kill_nginx(1);
+    a.wait_nexthops(&[0], Duration::from_secs(2))
+        .expect("withdrawn");
+    let watcher = {
+        let (stop, seen) = (stop.clone(), seen_back.clone());
+        let ns = a.router_ns.clone();
+        std::thread::spawn(move || {
+            let end = Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::SeqCst) && Instant::now() < end {
+                let out = std::process::Command::new("ip")
+                    .args(["-n", &ns, "route", "show", "203.0.113.80/32"])
+                    .output()
+                    .expect("ip route");
+                if String::from_utf8_lossy(&out.stdout).contains("198.51.100.6") {
+                    seen.store(true, Ordering::SeqCst);
+                }
+                std::thread::sleep(ms(5));
+            }
+        })
+    };
+    // nginx up for ~1 s (healthy, shorter than the hold-down), down, up...
+    for _ in 0..3 {
+        a.lab.start_nginx(1);
+        lab::wait_for(Duration::from_secs(3), || {
+            (status(&a, 1)["checks"][0]["healthy"] == json!(true)).then_some(())
+        })
+        .expect("nginx check healthy again");
+        std::thread::sleep(ms(800));
+        a.lab.kill_nginx(1);
+        lab::wait_for(Duration::from_secs(3), || {
+            (status(&a, 1)["checks"][0]["healthy"] == json!(false)).then_some(())
+        })
+        .expect("nginx check failing again");
+    }
+    stop.store(true, Ordering::SeqCst);
+    watcher.join().expect("watcher");
+    assert!(
+        !seen_back.load(Ordering::SeqCst),
+        "node1 was announced while its nginx flapped"
+    );
+    assert_eq!(status(&a, 1)["anycast"]["wanted"], json!(false));
+    // Once stable, it comes back after the hold-down, not before.
+    a.lab.start_nginx(1);
+    let healthy = lab::wait_for(Duration::from_secs(3), || {
+        (status(&a, 1)["checks"][0]["healthy"] == json!(true)).then(Instant::now)
+    })
+    .expect("healthy");
+    a.wait_nexthops(&[0, 1], Duration::from_secs(6))
+        .expect("announced after the hold-down");
+    let after = healthy.elapsed();
+    eprintln!(
+        "flapping: stayed withdrawn; announced {after:?} after nginx was healthy again (announceAfter 2s)"
+    );
+    assert!(after >= ms(1800), "{after:?}");
+}
+
+/// Waits until node `i`'s status satisfies `f`; the status.
+fn wait_status(a: &AnycastLab, i: usize, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    lab::wait_for(Duration::from_secs(5), || {
+        let st = status(a, i);
+        f(&st).then_some(st)
+    })
+    .unwrap_or_else(|| panic!("{what}: status {}", status(a, i)))
+}
+
+#[test]
+fn bird_absent_not_a_socket_and_unknown_protocol_are_reported_not_fatal() {
+    if !tools() {
+        return;
+    }
+    let mut a = AnycastLab::new(1, Path::new(env!("CARGO_BIN_EXE_nginx-ha")));
+    a.lab.start_nginx(0);
+    let good = a.declaration(0, json!({}));
+    // BIRD not running yet: a warning, and the daemon keeps trying.
+    a.lab.start_daemon(0, &good);
+    let st = wait_status(&a, 0, "BIRD missing", |st| {
+        st["anycast"]["birdError"]
+            .as_str()
+            .is_some_and(|e| e.contains("does not exist (is BIRD running?)"))
+    });
+    assert_eq!(st["anycast"]["birdConnected"], json!(false));
+    assert!(
+        a.lab
+            .daemon_log(0)
+            .contains("retrying until BIRD is reachable")
+    );
+    a.start_node_bird(0);
+    let took = a.wait_nexthops(&[0], Duration::from_secs(20));
+    assert!(took.is_some(), "announced once BIRD started");
+
+    // A regular file where the socket should be, by reload (SIGHUP).
+    let file = a.lab.nodes[0].dir.join("not-a-socket");
+    std::fs::write(&file, b"").expect("file");
+    let mut bad = good.clone();
+    bad["anycast"]["bird"]["socket"] = json!(file);
+    a.lab.write_declaration(0, &bad);
+    a.lab.signal_daemon(0, libc::SIGHUP);
+    wait_status(&a, 0, "not a socket", |st| {
+        st["anycast"]["birdError"]
+            .as_str()
+            .is_some_and(|e| e.contains("is not a socket but a regular file"))
+    });
+    // Leaving the old socket withdrew through it.
+    a.wait_nexthops(&[], Duration::from_secs(3))
+        .expect("withdrawn when the daemon left that BIRD");
+
+    // A protocol the BIRD config does not declare.
+    let mut unknown = good.clone();
+    unknown["anycast"]["bird"]["protocol4"] = json!("nginx_ha9");
+    a.lab.write_declaration(0, &unknown);
+    a.lab.signal_daemon(0, libc::SIGHUP);
+    let st = wait_status(&a, 0, "unknown protocol", |st| {
+        st["anycast"]["protocols"][0]["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("BIRD has no protocol \"nginx_ha9\""))
+    });
+    eprintln!(
+        "unknown protocol: {}",
+        st["anycast"]["protocols"][0]["lastError"]
+    );
+    assert_eq!(st["anycast"]["birdConnected"], json!(true), "{st}");
+    let text = a.lab.cli(0, &["status"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("must declare"), "{text}");
+    assert!(
+        a.lab.nodes[0]
+            .daemon
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none()),
+        "the daemon keeps running"
+    );
+}
