@@ -183,13 +183,13 @@ async fn apply(bird: &mut Bird, view: &mut BirdView, wish: Option<bool>) -> Resu
     let mut errors = Vec::new();
     for p in &mut view.protocols {
         let mut failed: Option<String> = None;
-        if let Some(enable) = wish {
-            if let Err(e) = bird.set_enabled(&p.name, enable, CALL).await {
-                if !e.keeps_connection() {
-                    return Err(e);
-                }
-                failed = Some(e.to_string());
+        if let Some(enable) = wish
+            && let Err(e) = bird.set_enabled(&p.name, enable, CALL).await
+        {
+            if !e.keeps_connection() {
+                return Err(e);
             }
+            failed = Some(e.to_string());
         }
         match bird.protocol_state(&p.name, CALL).await {
             Ok((state, _info)) => {
@@ -212,10 +212,10 @@ async fn apply(bird: &mut Bird, view: &mut BirdView, wish: Option<bool>) -> Resu
             }
             Err(e) => return Err(e),
         }
-        if p.last_error != failed {
-            if let Some(f) = &failed {
-                error!("anycast: {f}");
-            }
+        if p.last_error != failed
+            && let Some(f) = &failed
+        {
+            error!("anycast: {f}");
         }
         if failed.is_some() || p.announced != wish {
             all_ok = false;
