@@ -177,10 +177,12 @@ impl super::Node {
         };
         let reason = p.why().to_string();
         let prefixes: Vec<String> = p.decl.prefixes.iter().map(|x| x.to_string()).collect();
-        let (level, verb) = if announce {
-            (super::Level::Info, "announcing")
-        } else {
-            (super::Level::Warn, "withdrawing")
+        // A failing check is news; waiting, maintenance and stopping are
+        // what the operator or the start-up asked for.
+        let (level, verb) = match (announce, p.why()) {
+            (true, _) => (super::Level::Info, "announcing"),
+            (false, Why::Failing(_)) => (super::Level::Warn, "withdrawing"),
+            (false, _) => (super::Level::Info, "withdrawing"),
         };
         self.out.push(super::Command::Log {
             level,

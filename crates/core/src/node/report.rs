@@ -20,6 +20,10 @@ impl Node {
                 )
             })
             .collect();
+        if let Some(a) = &self.anycast {
+            let wish = if a.wanted() { "announced" } else { "withdrawn" };
+            parts.push(format!("anycast {wish}"));
+        }
         if self.maintenance {
             parts.insert(0, "MAINTENANCE".into());
         }
