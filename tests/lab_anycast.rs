@@ -7,9 +7,10 @@
 
 use nginx_ha_lab as lab;
 
-use lab::anycast::{AnycastLab, Sample};
+use lab::anycast::{AnycastLab, SERVICE, SERVICE6, Sample};
 use lab::{ms, require_root_and_tools};
 use serde_json::{Value, json};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -478,5 +479,51 @@ fn bird_absent_not_a_socket_and_unknown_protocol_are_reported_not_fatal() {
             .as_mut()
             .is_some_and(|c| c.try_wait().ok().flatten().is_none()),
         "the daemon keeps running"
+    );
+}
+
+#[test]
+fn both_families_are_announced_and_withdrawn_together() {
+    if !tools() {
+        return;
+    }
+    let both = json!({ "prefixes": [format!("{SERVICE}/32"), format!("{SERVICE6}/128")] });
+    let mut a = two_nodes(both);
+    let v6 = IpAddr::V6(SERVICE6);
+    a.wait_nexthops_of(v6, &[0, 1], Duration::from_secs(10))
+        .expect("the router has both nodes for the IPv6 service address");
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = a.client_to(v6, ms(10), stop.clone());
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    a.lab.kill_nginx(1);
+    let took4 = a
+        .wait_nexthops(&[0], Duration::from_secs(2))
+        .map(|_| t.elapsed());
+    let took6 = a
+        .wait_nexthops_of(v6, &[0], Duration::from_secs(2))
+        .map(|_| t.elapsed());
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    let samples = client.join().expect("client");
+    let (window, lost) = failover(&samples, t, 0);
+    eprintln!(
+        "dual stack, kill -9 nginx: IPv4 route gone after {took4:?}, IPv6 after {took6:?}; IPv6 client: {} requests, node0 {} node1 {}, {lost} failed, window {window:?}",
+        samples.len(),
+        served_by(&samples, 0),
+        served_by(&samples, 1)
+    );
+    assert!(took4.is_some() && took6.is_some());
+    assert!(served_by(&samples, 1) > 0, "node1 served IPv6 before");
+    assert!(window <= ms(50), "{window:?}");
+    let st = status(&a, 1);
+    let protocols = st["anycast"]["protocols"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(protocols.len(), 2, "{st}");
+    assert!(
+        protocols.iter().all(|p| p["announced"] == json!(false)),
+        "{st}"
     );
 }

@@ -8,7 +8,7 @@
 
 use crate::{Lab, http_get, in_netns, sh, wait_for};
 use std::fs;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub const SERVICE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 80);
+pub const SERVICE6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x80, 0, 0, 0, 0, 1);
 const ROUTER_AS: u32 = 64600;
 const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 const ROUTER_CLIENT_SIDE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -29,6 +30,19 @@ pub fn router_addr(i: usize) -> Ipv4Addr {
 pub fn node_addr(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(198, 51, 100, (4 * i + 2) as u8)
 }
+
+/// The router's IPv6 address on the link to node `i`.
+pub fn router_addr6(i: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0, i as u16 + 1, 0, 0, 0, 1)
+}
+
+/// Node `i`'s IPv6 address on its link to the router.
+pub fn node_addr6(i: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0, i as u16 + 1, 0, 0, 0, 2)
+}
+
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 0x10);
+const ROUTER_CLIENT_SIDE6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 1);
 
 pub fn node_as(i: usize) -> u32 {
     64512 + i as u32
@@ -70,6 +84,8 @@ impl AnycastLab {
             // ECMP per connection (5-tuple), not per address pair: one
             // client would otherwise always reach the same node.
             "net.ipv4.fib_multipath_hash_policy=1",
+            "net.ipv6.conf.all.forwarding=1",
+            "net.ipv6.fib_multipath_hash_policy=1",
         ] {
             sh(&["ip", "netns", "exec", &router_ns, "sysctl", "-qw", k]);
         }
@@ -77,16 +93,10 @@ impl AnycastLab {
         veth(&router_ns, "c0", &client_ns, "eth0");
         addr(&router_ns, "c0", &format!("{ROUTER_CLIENT_SIDE}/24"));
         addr(&client_ns, "eth0", &format!("{CLIENT}/24"));
-        sh(&[
-            "ip",
-            "-n",
-            &client_ns,
-            "route",
-            "add",
-            "default",
-            "via",
-            &ROUTER_CLIENT_SIDE.to_string(),
-        ]);
+        addr(&router_ns, "c0", &format!("{ROUTER_CLIENT_SIDE6}/64"));
+        addr(&client_ns, "eth0", &format!("{CLIENT6}/64"));
+        default_via(&client_ns, &ROUTER_CLIENT_SIDE.to_string());
+        default_via(&client_ns, &ROUTER_CLIENT_SIDE6.to_string());
         for i in 0..n {
             let ns = format!("{}-n{i}", lab.prefix);
             netns(&ns);
@@ -97,16 +107,14 @@ impl AnycastLab {
                 &format!("{}/30", router_addr(i)),
             );
             addr(&ns, "eth0", &format!("{}/30", node_addr(i)));
-            sh(&[
-                "ip",
-                "-n",
-                &ns,
-                "route",
-                "add",
-                "default",
-                "via",
-                &router_addr(i).to_string(),
-            ]);
+            addr(
+                &router_ns,
+                &format!("n{i}"),
+                &format!("{}/64", router_addr6(i)),
+            );
+            addr(&ns, "eth0", &format!("{}/64", node_addr6(i)));
+            default_via(&ns, &router_addr(i).to_string());
+            default_via(&ns, &router_addr6(i).to_string());
             let dir = lab.dir.path().join(format!("node{i}"));
             fs::create_dir_all(&dir).expect("node dir");
             lab.nodes.push(crate::Node {
@@ -153,11 +161,12 @@ impl AnycastLab {
     fn write_router_config(&self, n: usize) {
         let mut conf = format!(
             "router id {ROUTER_CLIENT_SIDE};\nlog stderr all;\nprotocol device {{ scan time 10; }}\n\
-             protocol kernel {{\n  ipv4 {{ import none; export all; }};\n  merge paths on;\n}}\n{BFD}"
+             protocol kernel kernel4 {{\n  ipv4 {{ import none; export all; }};\n  merge paths on;\n}}\n\
+             protocol kernel kernel6 {{\n  ipv6 {{ import none; export all; }};\n  merge paths on;\n}}\n{BFD}"
         );
         for i in 0..n {
             conf.push_str(&format!(
-                "protocol bgp node{i} {{\n  local {} as {ROUTER_AS};\n  neighbor {} as {};\n  bfd on;\n  {FAST_RETRY}\n  ipv4 {{ import all; export none; }};\n}}\n",
+                "protocol bgp node{i} {{\n  local {} as {ROUTER_AS};\n  neighbor {} as {};\n  bfd on;\n  {FAST_RETRY}\n  ipv4 {{ import all; export none; }};\n  ipv6 {{ import all; export none; }};\n}}\n",
                 router_addr(i),
                 node_addr(i),
                 node_as(i)
@@ -173,8 +182,9 @@ impl AnycastLab {
     fn write_node_config(&self, i: usize) {
         let conf = format!(
             "router id {me};\nlog stderr all;\nprotocol device {{ scan time 10; }}\n\
-             protocol static nginx_ha4 {{\n  disabled;\n  ipv4;\n  route {SERVICE}/32 blackhole;\n}}\n{BFD}\
-             protocol bgp upstream {{\n  local {me} as {asn};\n  neighbor {peer} as {ROUTER_AS};\n  bfd on;\n  {FAST_RETRY}\n  ipv4 {{ import none; export where proto = \"nginx_ha4\"; }};\n}}\n",
+             protocol static nginx_ha4 {{\n  disabled;\n  ipv4;\n  route {SERVICE}/32 blackhole;\n}}\n\
+             protocol static nginx_ha6 {{\n  disabled;\n  ipv6;\n  route {SERVICE6}/128 blackhole;\n}}\n{BFD}\
+             protocol bgp upstream {{\n  local {me} as {asn};\n  neighbor {peer} as {ROUTER_AS};\n  bfd on;\n  {FAST_RETRY}\n  ipv4 {{ import none; export where proto = \"nginx_ha4\"; }};\n  ipv6 {{ import none; export where proto = \"nginx_ha6\"; }};\n}}\n",
             me = node_addr(i),
             asn = node_as(i),
             peer = router_addr(i),
@@ -256,15 +266,27 @@ impl AnycastLab {
         d
     }
 
-    /// The nodes the router's kernel sends the service address to now.
+    /// The nodes the router's kernel sends the IPv4 service address to.
     pub fn nexthops(&self) -> Vec<usize> {
+        self.nexthops_of(IpAddr::V4(SERVICE))
+    }
+
+    /// The nodes the router's kernel sends `service` to now (by the link
+    /// each next hop is on).
+    pub fn nexthops_of(&self, service: IpAddr) -> Vec<usize> {
+        let (family, len) = if service.is_ipv4() {
+            ("-4", 32)
+        } else {
+            ("-6", 128)
+        };
         let out = Command::new("ip")
             .args([
+                family,
                 "-n",
                 &self.router_ns,
                 "route",
                 "show",
-                &format!("{SERVICE}/32"),
+                &format!("{service}/{len}"),
             ])
             .output()
             .expect("ip route");
@@ -272,23 +294,30 @@ impl AnycastLab {
         let words: Vec<&str> = text.split_whitespace().collect();
         let mut v: Vec<usize> = words
             .windows(2)
-            .filter(|w| w[0] == "via")
-            .filter_map(|w| {
-                let a: Ipv4Addr = w[1].parse().ok()?;
-                (0..self.lab.nodes.len()).find(|&i| node_addr(i) == a)
-            })
+            .filter(|w| w[0] == "dev")
+            .filter_map(|w| w[1].strip_prefix('n')?.parse().ok())
             .collect();
         v.sort_unstable();
+        v.dedup();
         v
     }
 
-    /// Waits (polling every ms) until the router routes to exactly `want`;
-    /// how long that took.
+    /// Waits (polling every ms) until the router routes the IPv4 service
+    /// address to exactly `want`; how long that took.
     pub fn wait_nexthops(&self, want: &[usize], limit: Duration) -> Option<Duration> {
+        self.wait_nexthops_of(IpAddr::V4(SERVICE), want, limit)
+    }
+
+    pub fn wait_nexthops_of(
+        &self,
+        service: IpAddr,
+        want: &[usize],
+        limit: Duration,
+    ) -> Option<Duration> {
         let t = Instant::now();
         let end = t + limit;
         loop {
-            if self.nexthops() == want {
+            if self.nexthops_of(service) == want {
                 return Some(t.elapsed());
             }
             if Instant::now() >= end {
@@ -327,6 +356,16 @@ impl AnycastLab {
         every: Duration,
         stop: Arc<AtomicBool>,
     ) -> std::thread::JoinHandle<Vec<Sample>> {
+        self.client_to(IpAddr::V4(SERVICE), every, stop)
+    }
+
+    /// The same against `service` (e.g. the IPv6 one).
+    pub fn client_to(
+        &self,
+        service: IpAddr,
+        every: Duration,
+        stop: Arc<AtomicBool>,
+    ) -> std::thread::JoinHandle<Vec<Sample>> {
         let ns = self.lab.client_ns.clone();
         let n = self.lab.nodes.len();
         std::thread::spawn(move || {
@@ -336,10 +375,7 @@ impl AnycastLab {
                 let limit = (600_000 / every.as_millis().max(1)) as usize;
                 while !stop.load(Ordering::SeqCst) && out.len() < limit {
                     let at = Instant::now();
-                    let body = http_get(
-                        SocketAddr::new(IpAddr::V4(SERVICE), 80),
-                        Duration::from_millis(200),
-                    );
+                    let body = http_get(SocketAddr::new(service, 80), Duration::from_millis(200));
                     let node = body.and_then(|b| (0..n).find(|i| b.trim() == format!("node{i}")));
                     out.push(Sample { at, node });
                     if let Some(rest) = every.checked_sub(at.elapsed()) {
@@ -374,6 +410,11 @@ impl Drop for AnycastLab {
 
 fn netns(ns: &str) {
     sh(&["ip", "netns", "add", ns]);
+    // DAD would hold link-local addresses (BGP next hops) back a second.
+    for k in ["all", "default"] {
+        let key = format!("net.ipv6.conf.{k}.accept_dad=0");
+        sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", &key]);
+    }
     sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
 }
 
@@ -386,5 +427,10 @@ fn veth(ns_a: &str, a: &str, ns_b: &str, b: &str) {
 }
 
 fn addr(ns: &str, dev: &str, a: &str) {
-    sh(&["ip", "-n", ns, "addr", "add", a, "dev", dev]);
+    // No DAD: it would hold IPv6 addresses back for a second and more.
+    sh(&["ip", "-n", ns, "addr", "add", a, "dev", dev, "nodad"]);
+}
+
+fn default_via(ns: &str, gw: &str) {
+    sh(&["ip", "-n", ns, "route", "add", "default", "via", gw]);
 }
