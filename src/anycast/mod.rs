@@ -270,3 +270,41 @@ pub fn render_status(a: &crate::node::status::AnycastStatus) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::status::{AnycastStatus, AnycastWish};
+
+    #[test]
+    fn status_text_says_what_is_wanted_and_what_bird_has() {
+        let a = AnycastStatus {
+            wish: AnycastWish {
+                prefixes: vec!["203.0.113.80/32".into()],
+                wanted: false,
+                reason: "check nginx fails".into(),
+                seconds_since_change: 2.0,
+            },
+            bird_socket: "/run/bird/bird.ctl".into(),
+            bird_connected: false,
+            bird_error: Some(
+                "BIRD's control socket /run/bird/bird.ctl does not exist (is BIRD running?)".into(),
+            ),
+            protocols: vec![BirdProtocolStatus {
+                name: "nginx_ha4".into(),
+                prefixes: vec!["203.0.113.80/32".into()],
+                ..Default::default()
+            }],
+        };
+        let text = render_status(&a);
+        for want in [
+            "anycast 203.0.113.80/32: WITHDRAW (check nginx fails, 2.0s)",
+            "BIRD /run/bird/bird.ctl: NOT CONNECTED",
+            "protocol nginx_ha4",
+            "unknown",
+            "error: BIRD's control socket /run/bird/bird.ctl does not exist (is BIRD running?)",
+        ] {
+            assert!(text.contains(want), "{want:?} missing:\n{text}");
+        }
+    }
+}

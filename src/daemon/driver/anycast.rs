@@ -42,6 +42,9 @@ impl Daemon {
                 prev.wait_applied(false, WITHDRAW_CONFIRM).await;
             }
             self.anycast = Some(Handle::spawn(n));
+        }
+        if let Some(n) = &new {
+            // Idempotent: new prefixes, or `loopback` turned on.
             self.loopback(n).await;
         }
         // With anycast removed, the node withdraws through the old task.
