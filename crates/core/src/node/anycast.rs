@@ -101,9 +101,20 @@ impl Policy {
     /// told to withdraw).
     pub fn evaluate(&mut self, now: Duration, checks: &Checks, maintenance: bool) -> Option<bool> {
         let tracked = checks.tracked(self.decl.track_checks.as_deref());
-        let mut verdict = Why::Healthy;
-        for name in &tracked {
-            match checks.get(name).and_then(|c| c.healthy) {
+        // A name no check has any more is skipped, as for the instances:
+        // during a reload the node hears of the new checks and of the new
+        // anycast section in two events. With none of them known, nothing
+        // vouches for nginx, so that is not healthy either.
+        let known: Vec<_> = tracked
+            .iter()
+            .filter_map(|n| checks.get(n).map(|c| (n, c)))
+            .collect();
+        let mut verdict = match known.first() {
+            Some(_) => Why::Healthy,
+            None => Why::Waiting(tracked.join(", ")),
+        };
+        for (name, c) in known {
+            match c.healthy {
                 Some(true) => {}
                 Some(false) => {
                     verdict = Why::Failing(name.clone());
@@ -324,6 +335,41 @@ mod tests {
         let w = n.report(ms(10)).anycast.expect("wish");
         assert!(!w.wanted);
         assert_eq!(w.reason, "maintenance mode");
+    }
+
+    #[test]
+    fn a_reload_that_swaps_the_tracked_check_does_not_flap() {
+        let mut n = node("0s");
+        let both: crate::config::Anycast = serde_json::from_value(serde_json::json!({
+            "prefixes": ["203.0.113.80/32"], "announceAfter": "0s", "trackChecks": ["api", "nginx"],
+        }))
+        .expect("anycast");
+        n.handle(ms(0), Event::Anycast(Some(Box::new(both))));
+        verdict(&mut n, 0, "api", true);
+        assert_eq!(verdict(&mut n, 0, "nginx", true), [true]);
+        // The checks change first (api removed), then the section.
+        let ev = Event::Reload {
+            plans: vec![],
+            weights: BTreeMap::from([("nginx".to_string(), 0)]),
+            restarted: vec![],
+            on_link: BTreeMap::new(),
+        };
+        assert_eq!(wishes(&n.handle(ms(10), ev)), Vec::<bool>::new());
+        let decl: crate::config::Anycast = serde_json::from_value(serde_json::json!({
+            "prefixes": ["203.0.113.80/32"], "announceAfter": "0s", "trackChecks": ["nginx"],
+        }))
+        .expect("anycast");
+        let ev = Event::Anycast(Some(Box::new(decl)));
+        assert_eq!(wishes(&n.handle(ms(10), ev)), Vec::<bool>::new());
+        // Only unknown names tracked: not healthy.
+        let decl: crate::config::Anycast = serde_json::from_value(serde_json::json!({
+            "prefixes": ["203.0.113.80/32"], "announceAfter": "0s", "trackChecks": ["gone"],
+        }))
+        .expect("anycast");
+        assert_eq!(
+            wishes(&n.handle(ms(20), Event::Anycast(Some(Box::new(decl))))),
+            [false]
+        );
     }
 
     #[test]
