@@ -385,7 +385,12 @@ pub fn bird_reply(data: &[u8]) {
         assert_eq!(reply.lines.last().map(|l| l.code), Some(reply.code));
         assert!(reply.code <= 9999);
         let _ = protocol_state(reply, "nginx_ha4");
-        if reply.lines.iter().all(|l| !l.text.ends_with('\r')) {
+        // Invalid UTF-8 comes back as U+FFFD (three bytes for one), which
+        // may write back longer than the line or reply bound: compare only
+        // what round-trips byte for byte.
+        if std::str::from_utf8(&data[..*used]).is_ok()
+            && reply.lines.iter().all(|l| !l.text.ends_with('\r'))
+        {
             let mut again = Vec::new();
             for (n, l) in reply.lines.iter().enumerate() {
                 let sep = if n + 1 == reply.lines.len() { ' ' } else { '-' };
