@@ -6,4 +6,4 @@ mod exposition;
 mod process;
 mod server;
 
-pub use server::bind;
+pub use server::{Publisher, bind};

@@ -3,6 +3,7 @@
 //! snapshot.
 
 use super::exposition::{Snapshot, render};
+use crate::health::stats::Stats;
 use crate::node::status::Status;
 use log::warn;
 use std::net::SocketAddr;
@@ -27,11 +28,30 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// The event loop's end: it publishes, the HTTP task reads.
 pub struct Publisher {
     tx: watch::Sender<Option<Arc<Snapshot>>>,
-    #[cfg_attr(not(test), allow(dead_code))]
     local: SocketAddr,
+    /// Aborted on drop, which closes the listener: a reload that moves the
+    /// endpoint must not leave the old address answering.
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl Publisher {
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Stops serving and waits until the listener is closed, so its
+    /// address can be bound again at once.
+    pub async fn close(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+
     pub fn publish(&self, status: Status) {
         self.tx.send_replace(Some(Arc::new(Snapshot {
             status,
@@ -42,17 +62,17 @@ impl Publisher {
 
 /// Binds the listener now, so a taken or foreign address is an error at
 /// start, and spawns the task that serves it.
-pub fn bind(addr: SocketAddr) -> std::io::Result<Publisher> {
+pub fn bind(addr: SocketAddr, probes: Stats) -> std::io::Result<Publisher> {
     let std_listener = std::net::TcpListener::bind(addr)?;
     std_listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(std_listener)?;
     let local = listener.local_addr()?;
     let (tx, rx) = watch::channel(None);
-    tokio::spawn(serve(listener, rx));
-    Ok(Publisher { tx, local })
+    let task = tokio::spawn(serve(listener, rx, probes));
+    Ok(Publisher { tx, local, task })
 }
 
-async fn serve(listener: TcpListener, rx: watch::Receiver<Option<Arc<Snapshot>>>) {
+async fn serve(listener: TcpListener, rx: watch::Receiver<Option<Arc<Snapshot>>>, probes: Stats) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let stream = match listener.accept().await {
@@ -67,8 +87,9 @@ async fn serve(listener: TcpListener, rx: watch::Receiver<Option<Arc<Snapshot>>>
             continue; // dropped: closed at once
         };
         let snap = rx.borrow().clone();
+        let probes = probes.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(CLIENT_DEADLINE, answer(stream, snap)).await;
+            let _ = tokio::time::timeout(CLIENT_DEADLINE, answer(stream, snap, &probes)).await;
             drop(permit);
         });
     }
@@ -76,7 +97,11 @@ async fn serve(listener: TcpListener, rx: watch::Receiver<Option<Arc<Snapshot>>>
 
 /// Reads the request head and answers it. Errors mean the client went
 /// away; there is no one to tell.
-async fn answer(mut stream: TcpStream, snap: Option<Arc<Snapshot>>) -> std::io::Result<()> {
+async fn answer(
+    mut stream: TcpStream,
+    snap: Option<Arc<Snapshot>>,
+    probes: &Stats,
+) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -106,7 +131,7 @@ async fn answer(mut stream: TcpStream, snap: Option<Arc<Snapshot>>) -> std::io::
         return respond(&mut stream, "503 Service Unavailable", "starting\n").await;
     };
     let process = super::process::read().await;
-    let body = render(&snap, process.as_ref());
+    let body = render(&snap, process.as_ref(), probes);
     let body = if method == "HEAD" {
         String::new()
     } else {
@@ -143,7 +168,7 @@ mod tests {
 
     #[tokio::test]
     async fn serves_the_latest_snapshot_and_nothing_else() {
-        let p = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let p = bind("127.0.0.1:0".parse().expect("addr"), Stats::default()).expect("bind");
         let req = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
         assert!(get(p.local, req).await.starts_with("HTTP/1.1 503"));
         p.publish(Status {
@@ -170,7 +195,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_taken_address_is_an_error() {
-        let p = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
-        assert!(bind(p.local).is_err());
+        let p = bind("127.0.0.1:0".parse().expect("addr"), Stats::default()).expect("bind");
+        assert!(bind(p.local, Stats::default()).is_err());
     }
 }
