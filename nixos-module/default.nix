@@ -86,9 +86,14 @@ let
   declared = {
     inherit (cfg) node instances checks notify;
   } // optionalAttrs hasNginxDeclaration { nginx = nginxDeclaration; }
-  // optionalAttrs (cfg.metrics.listen != null) { metrics = removeAttrs cfg.metrics [ "openFirewall" ]; };
+  // optionalAttrs (cfg.metrics.enable && cfg.metrics.listen != null) {
+    metrics = removeAttrs cfg.metrics metricsNixosOnly;
+  };
 
+  # services.nginxHa.metrics options that compose `listen` or wire NixOS.
+  metricsNixosOnly = [ "enable" "listenAddress" "port" "openFirewall" ];
   metricsPort = lib.toInt (lib.last (lib.splitString ":" cfg.metrics.listen));
+  bracketed = a: if lib.hasInfix ":" a then "[${a}]" else a;
 
   declaration = nhLib.clean (declared // {
     instances = mapAttrs
@@ -257,15 +262,29 @@ in
     metrics = mkOption {
       default = { };
       description = ''
-        The Prometheus endpoint (`GET /metrics`), off unless `listen` is
-        set, plus the NixOS switch `openFirewall`, which is not part of the
-        JSON. Scrape it with `services.prometheus.scrapeConfigs` and load
-        the shipped alert rules (`contrib/prometheus/alerts.yml`) with
+        The Prometheus endpoint (`GET /metrics`), off unless `enable` is
+        set. `listen` is the declaration's own field; by default it is
+        `listenAddress:port`. `enable`, `listenAddress`, `port` and
+        `openFirewall` are NixOS switches, not part of the JSON. Scrape it
+        with `services.prometheus.scrapeConfigs` and load the shipped alert
+        rules (`contrib/prometheus/alerts.yml`) with
         `services.prometheus.ruleFiles`.
       '';
-      example = literalExpression ''{ listen = "127.0.0.1:9586"; }'';
+      example = literalExpression ''{ enable = true; listenAddress = "192.0.2.11"; openFirewall = true; }'';
       type = types.submodule {
         options = schema.optionsOfObject [ "metrics" ] (schema.sub "metrics") // {
+          enable = mkEnableOption "the Prometheus endpoint";
+          listenAddress = mkOption {
+            type = types.str;
+            default = "127.0.0.1";
+            example = "192.0.2.11";
+            description = "The address the endpoint listens on (an IPv4 or IPv6 address, without brackets). Loopback by default: the metrics are not authenticated.";
+          };
+          port = mkOption {
+            type = types.port;
+            default = 9586;
+            description = "The TCP port the endpoint listens on.";
+          };
           openFirewall = mkOption {
             type = types.bool;
             default = false;
@@ -297,6 +316,8 @@ in
     {
       # The node's name is node-specific; the host name is the natural one.
       services.nginxHa.node.name = mkDefault config.networking.hostName;
+      services.nginxHa.metrics.listen = mkIf cfg.metrics.enable
+        (mkDefault "${bracketed cfg.metrics.listenAddress}:${toString cfg.metrics.port}");
 
       assertions =
         map
@@ -308,7 +329,11 @@ in
         ++ [{
           assertion = cfg.instances != { };
           message = "${p}.instances: at least one VRRP instance is needed.";
-        }]
+        }
+          {
+            assertion = cfg.metrics.enable || cfg.metrics.listen == null;
+            message = "${p}.metrics.listen is set but ${p}.metrics.enable is false: set enable = true to serve the metrics (or remove listen).";
+          }]
         ++ map
           (s: {
             assertion = !(lib.hasPrefix builtins.storeDir (toString s.path));
@@ -352,7 +377,7 @@ in
       networking.firewall.extraInputRules = nftablesRules;
     })
 
-    (mkIf (cfg.metrics.openFirewall && cfg.metrics.listen != null) {
+    (mkIf (cfg.metrics.enable && cfg.metrics.openFirewall && cfg.metrics.listen != null) {
       networking.firewall.allowedTCPPorts = [ metricsPort ];
     })
 

@@ -25,7 +25,11 @@ fn decl(lab: &Lab, i: usize, listen: &str) -> serde_json::Value {
 
 /// GET /metrics from node `i`'s namespace; the body on a 200.
 fn scrape(lab: &Lab, i: usize) -> Option<String> {
-    let addr: SocketAddr = METRICS.parse().expect("address");
+    scrape_at(lab, i, METRICS)
+}
+
+fn scrape_at(lab: &Lab, i: usize, at: &str) -> Option<String> {
+    let addr: SocketAddr = at.parse().expect("address");
     in_netns(&lab.nodes[i].ns, || {
         let t = Duration::from_secs(1);
         let mut s = TcpStream::connect_timeout(&addr, t).ok()?;
@@ -199,13 +203,164 @@ fn instance_state_follows_a_failover_on_both_nodes() {
     );
     // The metrics say what status says.
     assert_eq!(lab.state(0, "web"), "STATE=FAULT");
-    // Each node changed state once in the failover, and counted it once.
-    let transitions = r#"nginx_ha_transitions_total{vrrp_instance="web"}"#;
+    // Each node changed state once in the failover, and counted it once,
+    // under the right from/to/reason.
+    let transitions = r#"nginx_ha_transitions_total{vrrp_instance="web","#;
     for (before, after) in [(&before0, &after0), (&before1, &after1)] {
-        let (b, a) = (value(before, transitions), value(after, transitions));
-        assert_eq!(a, b.map(|n| n + 1.0), "transitions {b:?} -> {a:?}");
+        let (b, a) = (sum(before, transitions), sum(after, transitions));
+        assert_eq!(a, b + 1.0, "transitions {b} -> {a}");
     }
+    assert_eq!(
+        value(
+            &after0,
+            r#"nginx_ha_transitions_total{vrrp_instance="web",from="master",to="fault",reason="fault"}"#
+        ),
+        Some(1.0),
+        "{after0}"
+    );
+    assert_eq!(
+        sum(
+            &after1,
+            r#"nginx_ha_transitions_total{vrrp_instance="web",from="backup",to="master","#
+        ),
+        1.0,
+        "{after1}"
+    );
+    // The backup saw the master change (node0 to itself) once.
+    let changes = r#"nginx_ha_master_changes_total{vrrp_instance="web"}"#;
+    assert_eq!(
+        value(&after1, changes),
+        value(&before1, changes).map(|n| n + 1.0),
+        "{after1}"
+    );
+    // The probes: a run of passes before, of failures after, with timings.
+    assert!(
+        value(
+            &before0,
+            r#"nginx_ha_check_consecutive_passes{check="nginx"}"#
+        )
+        .is_some_and(|n| n >= 2.0),
+        "{before0}"
+    );
+    assert!(
+        value(
+            &before0,
+            r#"nginx_ha_check_probe_duration_seconds_count{check="nginx"}"#
+        )
+        .is_some_and(|n| n >= 2.0),
+        "{before0}"
+    );
+    assert_eq!(
+        value(
+            &after0,
+            r#"nginx_ha_check_consecutive_passes{check="nginx"}"#
+        ),
+        Some(0.0),
+        "{after0}"
+    );
+    assert_eq!(
+        value(&after0, r#"nginx_ha_check_changes_total{check="nginx"}"#),
+        Some(1.0),
+        "{after0}"
+    );
     promtool_check(&after1);
+}
+
+/// The sum of every series that starts with `prefix` (all label values).
+fn sum(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+/// The VIPs held come from the kernel, not from the state: a VIP deleted
+/// by hand on the master shows until the daemon puts it back, and a VIP
+/// added by hand on the backup shows while the state says backup.
+#[test]
+fn vips_held_are_what_the_kernel_has() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let mut lab = Lab::new(2, env!("CARGO_BIN_EXE_nginx-ha").as_ref());
+    for i in 0..2 {
+        lab.start_nginx(i);
+        let d = decl(&lab, i, METRICS);
+        lab.start_daemon(i, &d);
+    }
+    wait_for(Duration::from_secs(5), || {
+        (lab.holders(vip()) == vec![0]).then_some(())
+    })
+    .expect("node0 never became the only holder");
+    let held = r#"nginx_ha_vips_held{vrrp_instance="web"}"#;
+    scrape_until(&lab, 1, Duration::from_secs(3), |t| {
+        state(t, "backup") == Some(1.0) && value(t, held) == Some(0.0)
+    });
+    // A stray copy of the VIP on the backup (someone's `ip addr add`):
+    // the state alone would say 0.
+    let ns = lab.nodes[1].ns.clone();
+    let st = lab
+        .ns_cmd(&ns, "ip")
+        .args(["addr", "add", &format!("{VIP}/32"), "dev", "eth0"])
+        .status()
+        .expect("ip addr add");
+    assert!(st.success());
+    let t = scrape_until(&lab, 1, Duration::from_secs(3), |t| {
+        value(t, held) == Some(1.0)
+    });
+    assert_eq!(state(&t, "backup"), Some(1.0), "{t}");
+    assert_eq!(
+        value(&t, r#"nginx_ha_vips_declared{vrrp_instance="web"}"#),
+        Some(1.0)
+    );
+}
+
+/// A reload that changes `metrics.listen` moves the endpoint; one whose
+/// address cannot be bound is refused whole and the old endpoint stays.
+#[test]
+fn a_reload_moves_the_metrics_endpoint_or_is_refused_whole() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let mut lab = Lab::new(1, env!("CARGO_BIN_EXE_nginx-ha").as_ref());
+    lab.start_nginx(0);
+    let d = decl(&lab, 0, METRICS);
+    lab.start_daemon(0, &d);
+    scrape_until(&lab, 0, Duration::from_secs(5), |t| {
+        state(t, "master") == Some(1.0)
+    });
+
+    let moved = "127.0.0.1:9587";
+    lab.write_declaration(0, &decl(&lab, 0, moved));
+    lab.signal_daemon(0, libc::SIGHUP);
+    wait_for(Duration::from_secs(5), || {
+        scrape_at(&lab, 0, moved).filter(|t| state(t, "master") == Some(1.0))
+    })
+    .expect("the endpoint never answered on its new address");
+    assert!(
+        scrape(&lab, 0).is_none(),
+        "the old address still answers after the move"
+    );
+
+    // nginx's status page holds 127.0.0.1:8081: the bind fails, so the
+    // whole reload is refused (the priority change is not applied either).
+    let mut bad = decl(&lab, 0, "127.0.0.1:8081");
+    bad["node"]["priority"] = json!(120);
+    lab.write_declaration(0, &bad);
+    lab.signal_daemon(0, libc::SIGHUP);
+    wait_for(Duration::from_secs(5), || {
+        lab.daemon_log(0)
+            .contains("metrics.listen 127.0.0.1:8081: cannot listen")
+            .then_some(())
+    })
+    .expect("the refused reload was not logged");
+    let t = scrape_at(&lab, 0, moved).expect("the endpoint stopped answering");
+    assert_eq!(
+        value(&t, r#"nginx_ha_instance_priority{vrrp_instance="web"}"#),
+        Some(150.0),
+        "{t}"
+    );
+    assert!(lab.daemon_pid(0).is_some(), "the daemon exited");
 }
 
 #[test]

@@ -11,6 +11,7 @@
 //!
 //! Not a test and not run by CI's test suite.
 
+mod jitter;
 mod report;
 mod scenarios;
 
@@ -75,7 +76,12 @@ pub fn parse_args() -> Opts {
         quick: false,
         out: PathBuf::from("BENCHMARKS.md"),
         window: Duration::from_secs(60),
-        sections: vec!["failover".into(), "footprint".into(), "scale".into()],
+        sections: vec![
+            "failover".into(),
+            "footprint".into(),
+            "scale".into(),
+            "jitter".into(),
+        ],
         max_load: 1.5,
         load_wait: Duration::from_secs(300),
     };
@@ -142,7 +148,7 @@ pub fn usage(msg: &str) -> ! {
     }
     eprintln!(
         "usage: failover [--runs N (10)] [--quick] [--out FILE (BENCHMARKS.md)] [--window SECONDS (60)]\n\
-         \x20               [--sections failover,footprint,scale] [--max-load X (1.5)] [--load-wait SECONDS (300)]"
+         \x20               [--sections failover,footprint,scale,jitter] [--max-load X (1.5)] [--load-wait SECONDS (300)]"
     );
     std::process::exit(2)
 }
@@ -225,6 +231,7 @@ fn main() {
         scale: Vec::new(),
         scale_configs: Vec::new(),
         notes: Vec::new(),
+        extra: Vec::new(),
     };
     if want("failover") || want("footprint") {
         let scen: Vec<char> = if want("failover") {
@@ -303,6 +310,9 @@ fn main() {
             "node0 keepalived.conf, first 2 of N instances".into(),
             scale_keepalived(0, &scale_plan(2)),
         ));
+    }
+    if want("jitter") {
+        rep.extra.push(jitter::section(o.window));
     }
     let md = write_report(&rep);
     fs::write(&o.out, &md).unwrap_or_else(|e| panic!("{}: {e}", o.out.display()));

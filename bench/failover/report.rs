@@ -63,6 +63,8 @@ pub struct Report<'a> {
     pub scale: Vec<ScaleResult>,
     pub scale_configs: Vec<(String, String)>,
     pub notes: Vec<String>,
+    /// Sections that render themselves (e.g. the scrape-storm jitter).
+    pub extra: Vec<String>,
 }
 
 pub fn git(args: &[&str]) -> String {
@@ -221,6 +223,10 @@ pub fn write_report(rep: &Report) -> String {
         }
     }
     let _ = writeln!(m);
+
+    for section in &rep.extra {
+        m.push_str(section);
+    }
 
     // ---- scale
     if !rep.scale.is_empty() {

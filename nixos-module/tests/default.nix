@@ -78,12 +78,23 @@ let
       "services.nginxHa.instances.x.virtualRouterId is not set";
     noMetricsByDefault = !((cfgOf "lb1-iptables").services.nginxHa.declaration ? metrics);
     metricsReachDaemon =
-      let c = (tlib.evalSystem { modules = [ ../examples/lb1.nix { services.nginxHa.metrics = { listen = "192.0.2.11:9586"; openFirewall = true; }; } ]; }).config;
-      in c.services.nginxHa.declaration.metrics == { listen = "192.0.2.11:9586"; }
-        && builtins.elem 9586 c.networking.firewall.allowedTCPPorts;
-    metricsFirewallClosedByDefault =
-      let c = (tlib.evalSystem { modules = [ ../examples/lb1.nix { services.nginxHa.metrics.listen = "127.0.0.1:9586"; } ]; }).config;
-      in !(builtins.elem 9586 c.networking.firewall.allowedTCPPorts);
+      let c = (tlib.evalSystem { modules = [ ../examples/lb1.nix { services.nginxHa.metrics = { enable = true; listenAddress = "192.0.2.11"; port = 9100; openFirewall = true; }; } ]; }).config;
+      in c.services.nginxHa.declaration.metrics == { listen = "192.0.2.11:9100"; }
+        && builtins.elem 9100 c.networking.firewall.allowedTCPPorts;
+    metricsLoopbackByDefault =
+      let c = (tlib.evalSystem { modules = [ ../examples/lb1.nix { services.nginxHa.metrics.enable = true; } ]; }).config;
+      in c.services.nginxHa.declaration.metrics == { listen = "127.0.0.1:9586"; }
+        && !(builtins.elem 9586 c.networking.firewall.allowedTCPPorts);
+    metricsIpv6Bracketed =
+      let c = (tlib.evalSystem { modules = [ ../examples/lb1.nix { services.nginxHa.metrics = { enable = true; listenAddress = "2001:db8::11"; }; } ]; }).config;
+      in c.services.nginxHa.declaration.metrics == { listen = "[2001:db8::11]:9586"; };
+    metricsListenOverrides =
+      let c = (tlib.evalSystem { modules = [ ../examples/lb1.nix { services.nginxHa.metrics = { enable = true; listen = "[::1]:9587"; openFirewall = true; }; } ]; }).config;
+      in c.services.nginxHa.declaration.metrics == { listen = "[::1]:9587"; }
+        && builtins.elem 9587 c.networking.firewall.allowedTCPPorts;
+    metricsListenWithoutEnableExplained = assertsWith
+      [ ../examples/lb1.nix { services.nginxHa.metrics.listen = "127.0.0.1:9586"; } ]
+      "services.nginxHa.metrics.listen is set but services.nginxHa.metrics.enable is false";
     storeSecretRefused = assertsWith
       [ ../examples/lb1.nix { services.nginxHa.instances.legacy.authPasswordFile = lib.mkForce "${builtins.storeDir}/aaaa-pw"; } ]
       "is in the Nix store";
@@ -183,12 +194,17 @@ let
         if inner == null then null else cfg // { ${key} = inner; };
 
   leafName = l: lib.concatStringsSep "." l.path;
+  # The endpoint's fields reach the JSON only with the NixOS switch on.
+  withMetricsOn = l: cfg:
+    if cfg != null && builtins.head l.path == "metrics"
+    then cfg // { metrics = cfg.metrics // { enable = true; }; }
+    else cfg;
   exampleOf = l: builtins.head (l.schema.examples or [ (throw "schema leaf ${leafName l} has no example: add #[schemars(example = ...)] to its Rust field") ]);
 
   variants = lib.listToAttrs (lib.concatMap
     (l: lib.concatLists (lib.mapAttrsToList
       (baseName: base:
-        let cfg = setPath l.path (exampleOf l) base; in
+        let cfg = withMetricsOn l (setPath l.path (exampleOf l) base); in
         lib.optional (cfg != null) (lib.nameValuePair "${leafName l}@${baseName}" (declarationOf cfg)))
       bases))
     (schema.leaves [ ] schema.schema));
@@ -210,7 +226,7 @@ let
       else [ ]
     );
 
-  nixosOnly = [ "enable" "package" "openFirewall" "checkConfig" "declaration" "configFile" "metrics.openFirewall" ]
+  nixosOnly = [ "enable" "package" "openFirewall" "checkConfig" "declaration" "configFile" "metrics.enable" "metrics.listenAddress" "metrics.port" "metrics.openFirewall" ]
     ++ map (k: "nginx.${k}") [ "enable" "loopbackStatusPage" "openFirewall" "firewallPorts" "nonlocalBind" ];
   optionPaths =
     let

@@ -108,15 +108,6 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
     let net = Net::new()?;
     let mut net_events = Net::events()?;
     let plans = setup::plan(&decl, &passwords, &net).await?;
-    // Bound before any instance starts: a taken address stops the start
-    // here, with nothing to undo.
-    let metrics = match &decl.metrics {
-        Some(m) => Some(metrics::bind(m.listen).map_err(io_err(format!(
-            "metrics.listen {}: cannot listen",
-            m.listen
-        )))?),
-        None => None,
-    };
     let mut metrics_tick = tokio::time::interval(METRICS_EVERY);
     metrics_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -124,6 +115,9 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
     let (health_tx, mut health_rx) = mpsc::unbounded_channel();
     let (ctl_tx, mut ctl_rx) = mpsc::channel(16);
     let mut d = Daemon::new(opts.clone(), decl, net, pkt_tx, health_tx);
+    // Bound before any instance starts: a taken address stops the start
+    // here, with nothing to undo.
+    d.bind_metrics()?;
     for plan in plans {
         d.add_instance(plan).await?;
     }
@@ -161,11 +155,7 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
             _ = async { watchdog.as_mut().map(|w| w.tick()).expect("guarded").await }, if watchdog.is_some() => {
                 systemd::watchdog();
             }
-            _ = metrics_tick.tick(), if metrics.is_some() => {
-                if let Some(m) = &metrics {
-                    m.publish(d.status());
-                }
-            }
+            _ = metrics_tick.tick(), if d.has_metrics() => d.publish_metrics(),
             _ = sighup.recv() => {
                 if reading.is_some() {
                     read_again = true;

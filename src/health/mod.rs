@@ -5,13 +5,16 @@
 
 pub mod nginx;
 pub mod probe;
+pub mod stats;
 pub use nginx_ha_core::stub_status;
 pub mod tracker;
 pub use crate::config::url;
 
 use crate::config::Checks;
 use crate::config::check_spec::{ExtraSpec, NginxSpec, Probe, SpecError};
+use stats::Stats;
 use std::collections::BTreeMap;
+use std::time::Instant;
 use stub_status::StubStatus;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -37,6 +40,7 @@ pub use nginx_ha_core::node::checks::Effect;
 #[derive(Default)]
 pub struct Running {
     tasks: BTreeMap<String, (String, JoinHandle<()>)>,
+    stats: Stats,
 }
 
 impl Drop for Running {
@@ -54,6 +58,11 @@ fn fingerprint<T: serde::Serialize>(v: &T) -> String {
 }
 
 impl Running {
+    /// The probes' statistics, for the metrics endpoint.
+    pub fn stats(&self) -> Stats {
+        self.stats.clone()
+    }
+
     /// Starts, keeps or stops check tasks to match `checks`. Returns the
     /// names of checks that were (re)started, whose verdicts start over.
     pub fn sync(&mut self, checks: &Checks, tx: &mpsc::UnboundedSender<Event>) -> Vec<String> {
@@ -71,6 +80,8 @@ impl Running {
             }
             keep
         });
+        self.stats
+            .forget_except(|name| self.tasks.contains_key(name));
         let mut started = Vec::new();
         for (name, fp) in want {
             if self.tasks.contains_key(&name) {
@@ -78,12 +89,17 @@ impl Running {
             }
             let task = if name == nginx::NAME {
                 match NginxSpec::parse(&checks.nginx) {
-                    Ok(spec) => tokio::spawn(nginx::run(spec, tx.clone())),
+                    Ok(spec) => tokio::spawn(nginx::run(spec, tx.clone(), self.stats.clone())),
                     Err(e) => refuse(&name, e, tx),
                 }
             } else if let Some(c) = checks.extra.get(&name) {
                 match ExtraSpec::parse(&name, c) {
-                    Ok(spec) => tokio::spawn(run_extra(name.clone(), spec, tx.clone())),
+                    Ok(spec) => tokio::spawn(run_extra(
+                        name.clone(),
+                        spec,
+                        tx.clone(),
+                        self.stats.clone(),
+                    )),
                     Err(e) => refuse(&name, e, tx),
                 }
             } else {
@@ -109,13 +125,14 @@ fn refuse(name: &str, e: SpecError, tx: &mpsc::UnboundedSender<Event>) -> JoinHa
     tokio::spawn(async {})
 }
 
-async fn run_extra(name: String, spec: ExtraSpec, tx: mpsc::UnboundedSender<Event>) {
+async fn run_extra(name: String, spec: ExtraSpec, tx: mpsc::UnboundedSender<Event>, stats: Stats) {
     let mut tracker = Tracker::new(spec.timing.rise, spec.timing.fall);
     let mut tick = tokio::time::interval(spec.timing.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let limit = spec.timing.timeout;
     loop {
         tick.tick().await;
+        let began = Instant::now();
         let r = match &spec.probe {
             Probe::Http { url, expect } => match probe::http_get(url, limit).await {
                 Ok((code, _)) if expect.accepts(code) => Ok(()),
@@ -126,6 +143,7 @@ async fn run_extra(name: String, spec: ExtraSpec, tx: mpsc::UnboundedSender<Even
             Probe::Exec { argv } => probe::exec(argv, limit).await,
         };
         let ok = r.is_ok();
+        stats.record(&name, ok, Some(began.elapsed()));
         if let Some(h) = tracker.record(ok) {
             let detail = match r {
                 Ok(()) => "passing".to_string(),

@@ -7,6 +7,7 @@
 //! back (systemd restarts it) the pidfile is re-read and the watch re-armed.
 
 use super::probe::http_get;
+use super::stats::Stats;
 use super::stub_status::{self, StubStatus};
 use super::tracker::Tracker;
 use super::{Event, Verdict};
@@ -100,7 +101,7 @@ async fn arm(reader: &OneAtATime, pidfile: &Path, deadline: Duration) -> Result<
     Ok(Watch { pid, fd })
 }
 
-pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>) {
+pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>, stats: Stats) {
     let url = &cfg.status_url;
     let mut tracker = Tracker::new(cfg.timing.rise, cfg.timing.fall);
     let reader = OneAtATime::default();
@@ -151,13 +152,17 @@ pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>) {
             }
             _ = probe.tick() => {
                 let result: Result<StubStatus, String> = if watch.is_none() {
+                    stats.record(NAME, false, None);
                     Err(format!("nginx is not running ({why_not})"))
                 } else {
-                    match http_get(url, cfg.timing.timeout).await {
+                    let began = std::time::Instant::now();
+                    let r = match http_get(url, cfg.timing.timeout).await {
                         Ok((200, body)) => stub_status::parse(&body).map_err(|e| e.to_string()),
                         Ok((code, _)) => Err(format!("{url} answered {code}")),
                         Err(e) => Err(format!("{url}: {e}")),
-                    }
+                    };
+                    stats.record(NAME, r.is_ok(), Some(began.elapsed()));
+                    r
                 };
                 match result {
                     Ok(s) => {

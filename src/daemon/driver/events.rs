@@ -127,9 +127,10 @@ impl Daemon {
         }
         let weights = check_weights(&decl);
         if decl.metrics != self.decl.metrics {
-            // The listener is bound once, at start, where a failure stops
-            // the start; a reload has no such clean way to fail.
-            warn!("metrics: a changed `metrics` takes effect at the next restart, not on reload");
+            // The last step that can fail: nothing else is applied if the
+            // new address cannot be bound.
+            self.move_metrics(decl.metrics.as_ref().map(|m| m.listen))
+                .await?;
         }
         let old_anycast = std::mem::replace(&mut self.decl, decl).anycast;
         let restarted = self.checks_running.sync(&self.decl.checks, &self.health_tx);

@@ -12,7 +12,7 @@ use super::control::{self, Request, Status};
 use super::hooks::{Hooks, Job};
 use super::rx::{self, Drops, Inbound, Sink};
 use super::setup::{self, Loaded, Plan};
-use super::{DaemonError, Options, io_err, state_file, systemd};
+use super::{DaemonError, Options, io_err, metrics, state_file, systemd};
 use crate::config::Declaration;
 use crate::health::stub_status::StubStatus;
 use crate::health::{self, Event as HealthEvent};
@@ -24,6 +24,7 @@ use crate::node::event::{Command, Event};
 use crate::vrrp::instance::State;
 use log::{error, info, warn};
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -51,6 +52,8 @@ pub struct Daemon {
     overflow: Arc<AtomicU64>,
     /// The task that drives BIRD, with `anycast` declared.
     anycast: Option<crate::anycast::Handle>,
+    /// The metrics endpoint, while `metrics.listen` is set.
+    metrics: Option<metrics::Publisher>,
 }
 
 /// The configured checks by name, with their weights.
@@ -90,6 +93,72 @@ impl Daemon {
             rx_dropped: Drops::default(),
             overflow: Arc::new(AtomicU64::new(0)),
             anycast: None,
+            metrics: None,
+        }
+    }
+
+    /// Binds the metrics endpoint, if declared. At start a failure stops
+    /// the start, before any instance runs.
+    pub fn bind_metrics(&mut self) -> Result<(), DaemonError> {
+        if let Some(m) = &self.decl.metrics {
+            let p = metrics::bind(m.listen, self.checks_running.stats()).map_err(io_err(
+                format!("metrics.listen {}: cannot listen", m.listen),
+            ))?;
+            self.metrics = Some(p);
+        }
+        Ok(())
+    }
+
+    /// Moves the metrics endpoint to `to`, or stops it. If the new
+    /// address cannot be bound the old endpoint keeps serving and the
+    /// reload fails, naming the address.
+    async fn move_metrics(&mut self, to: Option<SocketAddr>) -> Result<(), Vec<String>> {
+        let Some(addr) = to else {
+            if let Some(old) = self.metrics.take() {
+                old.close().await;
+                info!("metrics endpoint stopped");
+            }
+            return Ok(());
+        };
+        let stats = self.checks_running.stats();
+        let fail = |e: std::io::Error| vec![format!("metrics.listen {addr}: cannot listen: {e}")];
+        match metrics::bind(addr, stats.clone()) {
+            Ok(p) => self.metrics = Some(p),
+            // The old endpoint itself may be in the way (the same port on
+            // an overlapping address): close it and try again.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && self
+                        .metrics
+                        .as_ref()
+                        .is_some_and(|m| m.local().port() == addr.port()) =>
+            {
+                let Some(old) = self.metrics.take() else {
+                    return Err(fail(e));
+                };
+                let was = old.local();
+                old.close().await;
+                match metrics::bind(addr, stats.clone()) {
+                    Ok(p) => self.metrics = Some(p),
+                    Err(e) => {
+                        self.metrics = metrics::bind(was, stats).ok();
+                        return Err(fail(e));
+                    }
+                }
+            }
+            Err(e) => return Err(fail(e)),
+        }
+        info!("metrics endpoint on {addr}");
+        Ok(())
+    }
+
+    pub fn has_metrics(&self) -> bool {
+        self.metrics.is_some()
+    }
+
+    pub fn publish_metrics(&self) {
+        if let Some(m) = &self.metrics {
+            m.publish(self.status());
         }
     }
 

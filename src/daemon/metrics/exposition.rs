@@ -3,6 +3,7 @@
 //! scrape shows exactly what `status --json` would have shown.
 
 use super::process::Process;
+use crate::health::stats::Stats;
 use crate::node::status::Status;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -49,7 +50,7 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-pub fn render(snap: &Snapshot, process: Option<&Process>) -> String {
+pub fn render(snap: &Snapshot, process: Option<&Process>, probes: &Stats) -> String {
     let s = &snap.status;
     let mut root = Registry::default();
     let reg = root.sub_registry_with_prefix("nginx_ha");
@@ -79,7 +80,12 @@ pub fn render(snap: &Snapshot, process: Option<&Process>) -> String {
     let vips = gauge(
         reg,
         "vips_held",
-        "Virtual IPs this node holds for the instance (all of them while master, else 0)",
+        "Declared virtual IPs of the instance that the kernel has on its interface",
+    );
+    let declared = gauge(
+        reg,
+        "vips_declared",
+        "Virtual IPs declared for the instance",
     );
     let last = Family::<Labels, Gauge<f64, AtomicU64>>::default();
     reg.register(
@@ -112,7 +118,12 @@ pub fn render(snap: &Snapshot, process: Option<&Process>) -> String {
     let transitions = counter(
         reg,
         "transitions",
-        "State changes of the instance since the daemon started",
+        "State changes of the instance since the daemon started, by from, to and reason",
+    );
+    let master_changes = counter(
+        reg,
+        "master_changes",
+        "Times another router (or this node) became master of the virtual router",
     );
     let mismatch = counter(
         reg,
@@ -141,13 +152,11 @@ pub fn render(snap: &Snapshot, process: Option<&Process>) -> String {
         effective
             .get_or_create(&inst)
             .set(i64::from(i.effective_priority));
-        let held = if current == "master" {
-            i.virtual_ips.len()
-        } else {
-            0
-        };
         vips.get_or_create(&inst)
-            .set(i64::try_from(held).unwrap_or(i64::MAX));
+            .set(i64::try_from(i.virtual_ips_on_link.len()).unwrap_or(i64::MAX));
+        declared
+            .get_or_create(&inst)
+            .set(i64::try_from(i.virtual_ips.len()).unwrap_or(i64::MAX));
         if let Some(t) = &i.last_transition {
             let at = snap
                 .taken
@@ -167,7 +176,17 @@ pub fn render(snap: &Snapshot, process: Option<&Process>) -> String {
         lower.get_or_create(&inst).inc_by(c.lower_priority_answered);
         restored.get_or_create(&inst).inc_by(c.vips_restored);
         mismatch.get_or_create(&inst).inc_by(c.address_mismatch);
-        transitions.get_or_create(&inst).inc_by(c.transitions);
+        for t in &c.transitions_by {
+            transitions
+                .get_or_create(&l(&[
+                    ("vrrp_instance", &i.name),
+                    ("from", &t.from.to_ascii_lowercase()),
+                    ("to", &t.to.to_ascii_lowercase()),
+                    ("reason", &t.reason),
+                ]))
+                .inc_by(t.count);
+        }
+        master_changes.get_or_create(&inst).inc_by(c.master_changes);
         for (reason, n) in &c.dropped {
             dropped
                 .get_or_create(&l(&[("vrrp_instance", &i.name), ("reason", reason)]))
@@ -192,13 +211,20 @@ pub fn render(snap: &Snapshot, process: Option<&Process>) -> String {
         "1 while the check passes; 0 while it fails or has not decided yet",
     );
     let weight = gauge(reg, "check_weight", "The check's declared weight");
+    let changes = counter(
+        reg,
+        "check_changes",
+        "Verdict changes between passing and failing since the check started (flapping)",
+    );
     for c in &s.checks {
         let check = l(&[("check", &c.name)]);
         healthy
             .get_or_create(&check)
             .set(i64::from(c.healthy == Some(true)));
         weight.get_or_create(&check).set(c.weight);
+        changes.get_or_create(&check).inc_by(c.changes);
     }
+    probe_series(reg, probes);
 
     if let Some(n) = &s.nginx {
         let g = |reg: &mut Registry, name, help, v| reg_gauge(reg, name, help).set(to_i64(v));
@@ -285,6 +311,38 @@ pub fn render(snap: &Snapshot, process: Option<&Process>) -> String {
     out
 }
 
+/// What the probes did, straight from the check tasks (not the snapshot):
+/// the current run of passes or failures, totals, and durations.
+fn probe_series(reg: &mut Registry, probes: &Stats) {
+    let passes = gauge(
+        reg,
+        "check_consecutive_passes",
+        "Passing probes in a row up to the latest one (0 if it failed)",
+    );
+    let failures = gauge(
+        reg,
+        "check_consecutive_failures",
+        "Failing probes in a row up to the latest one (0 if it passed)",
+    );
+    let total = counter(reg, "check_probes", "Probes by result");
+    for (name, r) in probes.runs() {
+        let check = l(&[("check", &name)]);
+        passes.get_or_create(&check).set(to_i64(r.passes));
+        failures.get_or_create(&check).set(to_i64(r.failures));
+        total
+            .get_or_create(&l(&[("check", &name), ("result", "passed")]))
+            .inc_by(r.passed_total);
+        total
+            .get_or_create(&l(&[("check", &name), ("result", "failed")]))
+            .inc_by(r.failed_total);
+    }
+    reg.register(
+        "check_probe_duration_seconds",
+        "How long each probe took, until the answer or the failure",
+        probes.latency(),
+    );
+}
+
 fn reg_gauge(reg: &mut Registry, name: &str, help: &str) -> Gauge {
     let g = Gauge::default();
     reg.register(name, help, g.clone());
@@ -294,7 +352,7 @@ fn reg_gauge(reg: &mut Registry, name: &str, help: &str) -> Gauge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::status::{CheckStatus, Counters, InstanceStatus, Transition};
+    use crate::node::status::{CheckStatus, Counters, InstanceStatus, Transition, TransitionCount};
     use nginx_ha_core::stub_status::StubStatus;
     use std::collections::BTreeMap;
 
@@ -308,6 +366,7 @@ mod tests {
             virtual_router_id: 51,
             version: 3,
             virtual_ips: vec!["192.0.2.100/24".into(), "192.0.2.101/24".into()],
+            virtual_ips_on_link: vec!["192.0.2.100/24".into()],
             master_address: None,
             last_transition: Some(Transition {
                 seconds_ago: 10.0,
@@ -318,6 +377,21 @@ mod tests {
                 adverts_sent: 7,
                 adverts_received: 3,
                 transitions: 2,
+                transitions_by: vec![
+                    TransitionCount {
+                        from: "INIT".into(),
+                        to: "BACKUP".into(),
+                        reason: "startup".into(),
+                        count: 1,
+                    },
+                    TransitionCount {
+                        from: "BACKUP".into(),
+                        to: "MASTER".into(),
+                        reason: "master_down".into(),
+                        count: 1,
+                    },
+                ],
+                master_changes: 1,
                 dropped: BTreeMap::from([("auth".to_string(), 2)]),
                 ..Counters::default()
             },
@@ -327,6 +401,7 @@ mod tests {
             state: "FAULT".into(),
             virtual_router_id: 52,
             last_transition: None,
+            virtual_ips_on_link: vec![],
             counters: Counters::default(),
             ..web.clone()
         };
@@ -341,6 +416,7 @@ mod tests {
                     detail: String::new(),
                     weight: 0,
                     seconds_since_change: 1.0,
+                    changes: 3,
                 }],
                 nginx: Some(StubStatus {
                     active: 3,
@@ -367,7 +443,10 @@ mod tests {
 
     #[test]
     fn status_becomes_these_series() {
-        let text = render(&snapshot(), Some(&PROCESS));
+        let probes = Stats::default();
+        probes.record("nginx", true, Some(Duration::from_millis(1)));
+        probes.record("nginx", true, Some(Duration::from_millis(3)));
+        let text = render(&snapshot(), Some(&PROCESS), &probes);
         let lines: Vec<&str> = text.lines().collect();
         for want in [
             r#"nginx_ha_instance_state{vrrp_instance="web",vrid="51",state="master"} 1"#,
@@ -378,14 +457,23 @@ mod tests {
             r#"nginx_ha_instance_state{vrrp_instance="api",vrid="52",state="master"} 0"#,
             r#"nginx_ha_instance_priority{vrrp_instance="web"} 150"#,
             r#"nginx_ha_instance_effective_priority{vrrp_instance="web"} 140"#,
-            r#"nginx_ha_vips_held{vrrp_instance="web"} 2"#,
+            r#"nginx_ha_vips_held{vrrp_instance="web"} 1"#,
+            r#"nginx_ha_vips_declared{vrrp_instance="web"} 2"#,
+            r#"nginx_ha_master_changes_total{vrrp_instance="web"} 1"#,
+            r#"nginx_ha_check_changes_total{check="nginx"} 3"#,
+            r#"nginx_ha_check_consecutive_passes{check="nginx"} 2"#,
+            r#"nginx_ha_check_consecutive_failures{check="nginx"} 0"#,
+            r#"nginx_ha_check_probes_total{check="nginx",result="passed"} 2"#,
+            r#"nginx_ha_check_probe_duration_seconds_count{check="nginx"} 2"#,
+            r#"nginx_ha_check_probe_duration_seconds_bucket{le="0.005",check="nginx"} 2"#,
             r#"nginx_ha_vips_held{vrrp_instance="api"} 0"#,
             r#"nginx_ha_instance_last_transition_timestamp_seconds{vrrp_instance="web"} 990.0"#,
             r#"nginx_ha_adverts_sent_total{vrrp_instance="web"} 7"#,
             r#"nginx_ha_adverts_received_total{vrrp_instance="web"} 3"#,
             r#"nginx_ha_adverts_dropped_total{vrrp_instance="web",reason="auth"} 2"#,
             r#"nginx_ha_packets_dropped_total{reason="ttl"} 4"#,
-            r#"nginx_ha_transitions_total{vrrp_instance="web"} 2"#,
+            r#"nginx_ha_transitions_total{vrrp_instance="web",from="init",to="backup",reason="startup"} 1"#,
+            r#"nginx_ha_transitions_total{vrrp_instance="web",from="backup",to="master",reason="master_down"} 1"#,
             r#"nginx_ha_check_healthy{check="nginx"} 1"#,
             "nginx_ha_nginx_connections_active 3",
             "nginx_ha_nginx_connections_accepted_total 10",
@@ -414,6 +502,6 @@ mod tests {
     fn no_nginx_numbers_no_nginx_series() {
         let mut snap = snapshot();
         snap.status.nginx = None;
-        assert!(!render(&snap, None).contains("nginx_ha_nginx_"));
+        assert!(!render(&snap, None, &Stats::default()).contains("nginx_ha_nginx_"));
     }
 }

@@ -7,4 +7,4 @@ mod exposition;
 mod process;
 mod server;
 
-pub use server::bind;
+pub use server::{Publisher, bind};

@@ -1,6 +1,6 @@
 //! The daemon's own process numbers (Prometheus's standard `process_*`
 //! series): resident memory, CPU time, open descriptors, start time, read
-//! from /proc/self off the event loop at each scrape.
+//! from /proc/self off the event loop, once per published snapshot.
 
 use crate::file_read::{self, ReadError, Symlinks};
 use std::path::Path;

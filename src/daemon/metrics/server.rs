@@ -1,16 +1,22 @@
 //! The HTTP side of the metrics endpoint: bounded connections, a deadline
 //! per connection, one request per connection, rendered from the latest
 //! snapshot.
+//!
+//! It runs on a thread of its own with its own small runtime, so a scrape
+//! storm costs the VRRP event loop nothing but the snapshot it publishes
+//! every 250 ms; and each snapshot is rendered once, however many scrapes
+//! read it.
 
 use super::exposition::{Snapshot, render};
+use crate::health::stats::Stats;
 use crate::node::status::Status;
-use log::warn;
+use log::{error, warn};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Mutex, Semaphore, oneshot, watch};
 
 /// Scrapes served at once; more are closed at once rather than queued.
 const MAX_CONNECTIONS: usize = 16;
@@ -23,60 +29,136 @@ const MAX_REQUEST: usize = 8 * 1024;
 /// Prometheus parses as such when told so.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long closing the endpoint waits for its thread to let go of the
+/// listener.
+const CLOSE_DEADLINE: Duration = Duration::from_secs(2);
 
-/// The event loop's end: it publishes, the HTTP task reads.
+type Latest = watch::Receiver<Option<Arc<Snapshot>>>;
+
+/// The event loop's end: it publishes, the endpoint's thread reads.
+/// Dropping it stops the endpoint (the thread sees the channel close).
 pub struct Publisher {
     tx: watch::Sender<Option<Arc<Snapshot>>>,
-    #[cfg_attr(not(test), allow(dead_code))]
     local: SocketAddr,
+    closed: Option<oneshot::Receiver<()>>,
 }
 
 impl Publisher {
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+
     pub fn publish(&self, status: Status) {
         self.tx.send_replace(Some(Arc::new(Snapshot {
             status,
             taken: SystemTime::now(),
         })));
     }
+
+    /// Stops serving and waits (bounded) until the listener is closed, so
+    /// its address can be bound again at once.
+    pub async fn close(mut self) {
+        let closed = self.closed.take();
+        drop(self);
+        if let Some(c) = closed {
+            let _ = tokio::time::timeout(CLOSE_DEADLINE, c).await;
+        }
+    }
 }
 
 /// Binds the listener now, so a taken or foreign address is an error at
-/// start, and spawns the task that serves it.
-pub fn bind(addr: SocketAddr) -> std::io::Result<Publisher> {
+/// start, and starts the thread that serves it.
+pub fn bind(addr: SocketAddr, probes: Stats) -> std::io::Result<Publisher> {
     let std_listener = std::net::TcpListener::bind(addr)?;
     std_listener.set_nonblocking(true)?;
-    let listener = TcpListener::from_std(std_listener)?;
-    let local = listener.local_addr()?;
+    let local = std_listener.local_addr()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let (tx, rx) = watch::channel(None);
-    tokio::spawn(serve(listener, rx));
-    Ok(Publisher { tx, local })
+    let (closed_tx, closed) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                match TcpListener::from_std(std_listener) {
+                    Ok(l) => serve(l, rx, probes).await,
+                    Err(e) => error!("metrics endpoint {local}: {e}"),
+                }
+            });
+            // The runtime, its listener and connections are gone now.
+            drop(rt);
+            let _ = closed_tx.send(());
+        })?;
+    Ok(Publisher {
+        tx,
+        local,
+        closed: Some(closed),
+    })
 }
 
-async fn serve(listener: TcpListener, rx: watch::Receiver<Option<Arc<Snapshot>>>) {
+/// The rendered body of one snapshot, shared by the scrapes that read it.
+#[derive(Default)]
+struct Rendered {
+    of: Option<Arc<Snapshot>>,
+    body: Arc<String>,
+}
+
+async fn serve(listener: TcpListener, mut rx: Latest, probes: Stats) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let cache = Arc::new(Mutex::new(Rendered::default()));
     loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
-            Err(e) => {
-                warn!("metrics endpoint: accept: {e}");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    warn!("metrics endpoint: accept: {e}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            // Only an error matters: the publisher is gone.
+            r = rx.changed() => match r {
+                Ok(()) => continue,
+                Err(_) => return,
+            },
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             continue; // dropped: closed at once
         };
         let snap = rx.borrow().clone();
+        let (probes, cache) = (probes.clone(), cache.clone());
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(CLIENT_DEADLINE, answer(stream, snap)).await;
+            let _ =
+                tokio::time::timeout(CLIENT_DEADLINE, answer(stream, snap, &probes, &cache)).await;
             drop(permit);
         });
     }
 }
 
+/// The snapshot's body, rendered by the first scrape that needs it.
+async fn body_of(snap: &Arc<Snapshot>, probes: &Stats, cache: &Mutex<Rendered>) -> Arc<String> {
+    let mut c = cache.lock().await;
+    if c.of.as_ref().is_some_and(|s| Arc::ptr_eq(s, snap)) {
+        return c.body.clone();
+    }
+    let process = super::process::read().await;
+    let body = Arc::new(render(snap, process.as_ref(), probes));
+    *c = Rendered {
+        of: Some(snap.clone()),
+        body: body.clone(),
+    };
+    body
+}
+
 /// Reads the request head and answers it. Errors mean the client went
 /// away; there is no one to tell.
-async fn answer(mut stream: TcpStream, snap: Option<Arc<Snapshot>>) -> std::io::Result<()> {
+async fn answer(
+    mut stream: TcpStream,
+    snap: Option<Arc<Snapshot>>,
+    probes: &Stats,
+    cache: &Mutex<Rendered>,
+) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -105,13 +187,10 @@ async fn answer(mut stream: TcpStream, snap: Option<Arc<Snapshot>>) -> std::io::
     let Some(snap) = snap else {
         return respond(&mut stream, "503 Service Unavailable", "starting\n").await;
     };
-    let process = super::process::read().await;
-    let body = render(&snap, process.as_ref());
-    let body = if method == "HEAD" {
-        String::new()
-    } else {
-        body
-    };
+    let body = body_of(&snap, probes, cache).await;
+    if method == "HEAD" {
+        return respond(&mut stream, "200 OK", "").await;
+    }
     respond(&mut stream, "200 OK", &body).await
 }
 
@@ -143,7 +222,7 @@ mod tests {
 
     #[tokio::test]
     async fn serves_the_latest_snapshot_and_nothing_else() {
-        let p = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let p = bind("127.0.0.1:0".parse().expect("addr"), Stats::default()).expect("bind");
         let req = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
         assert!(get(p.local, req).await.starts_with("HTTP/1.1 503"));
         p.publish(Status {
@@ -171,7 +250,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_taken_address_is_an_error() {
-        let p = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
-        assert!(bind(p.local).is_err());
+        let p = bind("127.0.0.1:0".parse().expect("addr"), Stats::default()).expect("bind");
+        assert!(bind(p.local, Stats::default()).is_err());
     }
 }

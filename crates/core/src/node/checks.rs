@@ -36,6 +36,9 @@ pub struct CheckState {
     /// Node time of the last change.
     pub since: Duration,
     pub weight: i64,
+    /// Verdict changes between passing and failing since the check
+    /// (re)started; the first verdict is not a change. Flapping shows here.
+    pub changes: u64,
 }
 
 impl CheckState {
@@ -45,6 +48,7 @@ impl CheckState {
             detail: "waiting for the first results".into(),
             since: now,
             weight,
+            changes: 0,
         }
     }
 }
@@ -69,6 +73,9 @@ impl Checks {
         let Some(c) = self.0.get_mut(name) else {
             return false;
         };
+        if c.healthy.is_some_and(|h| h != healthy) {
+            c.changes += 1;
+        }
         c.healthy = Some(healthy);
         c.detail = detail;
         c.since = now;

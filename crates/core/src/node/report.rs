@@ -1,7 +1,7 @@
 //! What the node tells about itself: systemd's StatusText line and the
 //! `status` report.
 
-use super::status::{CheckStatus, Counters, InstanceStatus, Transition};
+use super::status::{CheckStatus, Counters, InstanceStatus, Transition, TransitionCount};
 use super::{Node, Report};
 use std::time::Duration;
 
@@ -45,6 +45,7 @@ impl Node {
                     virtual_router_id: m.core.config().vrid,
                     version: m.core.config().version.number(),
                     virtual_ips: m.plan.vips.iter().map(|v| v.to_string()).collect(),
+                    virtual_ips_on_link: self.vips_on_link(m),
                     master_address: m.core.master_addr().map(|a| a.to_string()),
                     last_transition: m.core.last_transition().map(|(t, why)| Transition {
                         seconds_ago: now.saturating_sub(*t).as_secs_f64(),
@@ -60,6 +61,17 @@ impl Node {
                         lower_priority_answered: c.lower_priority_answered,
                         vips_restored: m.vips_restored,
                         transitions: c.transitions,
+                        transitions_by: c
+                            .transitions_by
+                            .iter()
+                            .map(|((from, to, reason), n)| TransitionCount {
+                                from: (*from).to_string(),
+                                to: (*to).to_string(),
+                                reason: (*reason).to_string(),
+                                count: *n,
+                            })
+                            .collect(),
+                        master_changes: c.master_changes,
                         dropped: c.dropped.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
                     },
                 }
@@ -74,6 +86,7 @@ impl Node {
                 detail: c.detail.clone(),
                 weight: c.weight,
                 seconds_since_change: now.saturating_sub(c.since).as_secs_f64(),
+                changes: c.changes,
             })
             .collect();
         Report {
@@ -87,5 +100,18 @@ impl Node {
                 .collect(),
             anycast: self.anycast_wish(now),
         }
+    }
+}
+
+impl Node {
+    /// The declared VIPs the kernel last reported on the instance's link.
+    fn vips_on_link(&self, m: &super::member::Member) -> Vec<String> {
+        let on_link = self.if_addrs.get(&m.plan.link.index);
+        m.plan
+            .vips
+            .iter()
+            .filter(|v| on_link.is_some_and(|a| a.iter().any(|(addr, _)| *addr == v.addr)))
+            .map(|v| v.to_string())
+            .collect()
     }
 }

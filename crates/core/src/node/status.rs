@@ -23,7 +23,25 @@ pub struct Counters {
     /// State changes of the instance since the daemon started.
     #[serde(default)]
     pub transitions: u64,
+    /// The same, by from, to and the kind of reason.
+    #[serde(default)]
+    pub transitions_by: Vec<TransitionCount>,
+    /// Times the master of the virtual router became another router (this
+    /// node included), as learned from adverts; the first one is not a
+    /// change.
+    #[serde(default)]
+    pub master_changes: u64,
     pub dropped: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TransitionCount {
+    pub from: String,
+    pub to: String,
+    /// A stable name of the reason's kind (`master_down`, `fault`, ...).
+    pub reason: String,
+    pub count: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -44,6 +62,10 @@ pub struct InstanceStatus {
     pub virtual_router_id: u8,
     pub version: u8,
     pub virtual_ips: Vec<String>,
+    /// The declared VIPs that are on the interface now, as the kernel
+    /// reports them (all of them on a healthy master, none on a backup).
+    #[serde(default)]
+    pub virtual_ips_on_link: Vec<String>,
     pub master_address: Option<String>,
     pub last_transition: Option<Transition>,
     pub faults: Vec<String>,
@@ -59,6 +81,9 @@ pub struct CheckStatus {
     pub detail: String,
     pub weight: i64,
     pub seconds_since_change: f64,
+    /// Verdict changes between passing and failing since the check started.
+    #[serde(default)]
+    pub changes: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -44,5 +44,11 @@ pub struct Counters {
     pub lower_priority_answered: u64,
     /// State changes (INIT, BACKUP, MASTER, FAULT), each counted once.
     pub transitions: u64,
+    /// The same changes by (from, to, reason kind), for metrics.
+    pub transitions_by: BTreeMap<(&'static str, &'static str, &'static str), u64>,
+    /// Times the master of this virtual router became another router
+    /// (this node included), as learned from adverts and transitions. The
+    /// first master learned after start is not a change.
+    pub master_changes: u64,
     pub dropped: BTreeMap<&'static str, u64>,
 }

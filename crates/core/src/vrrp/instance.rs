@@ -127,6 +127,25 @@ pub enum Reason {
     Recovered,
 }
 
+impl Reason {
+    /// A stable, label-friendly name of the kind of reason (no addresses
+    /// or numbers): metrics count transitions by it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reason::Startup => "startup",
+            Reason::AddressOwner => "address_owner",
+            Reason::MasterDown => "master_down",
+            Reason::MasterResigned => "master_resigned",
+            Reason::FastTakeover => "fast_takeover",
+            Reason::PreemptLower { .. } => "preempt_lower",
+            Reason::HigherPriority { .. } => "higher_priority",
+            Reason::Shutdown => "shutdown",
+            Reason::Fault(_) => "fault",
+            Reason::Recovered => "recovered",
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -311,8 +330,20 @@ impl Instance {
         }
         self.state = to;
         self.counters.transitions += 1;
+        *self
+            .counters
+            .transitions_by
+            .entry((from.as_str(), to.as_str(), reason.kind()))
+            .or_insert(0) += 1;
         self.last = Some((now, reason.clone()));
         out.push(Action::Transition { from, to, reason });
+    }
+
+    fn learn_master(&mut self, addr: IpAddr) {
+        if self.master_addr.is_some_and(|m| m != addr) {
+            self.counters.master_changes += 1;
+        }
+        self.master_addr = Some(addr);
     }
 
     fn send(&mut self, priority: u8, out: &mut Vec<Action>) {
@@ -355,7 +386,7 @@ impl Instance {
         self.send(p, out);
         out.push(Action::Announce);
         self.adver_timer = Some(now + cs(self.cfg.advert_interval_cs));
-        self.master_addr = Some(self.cfg.primary_addr);
+        self.learn_master(self.cfg.primary_addr);
         self.transition(now, State::Master, reason, out);
     }
 

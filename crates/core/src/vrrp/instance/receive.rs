@@ -123,7 +123,7 @@ impl Instance {
             self.resigned_master_seen = false;
             self.preempting = None;
             self.master_down_timer = Some(now + self.master_down_interval());
-            self.master_addr = Some(src);
+            self.learn_master(src);
         } else {
             // "Discard the ADVERTISEMENT", and (departure from RFC 5798
             // §6.4.2) preempt after Skew_Time, or when the preempt delay
@@ -157,7 +157,7 @@ impl Instance {
                 self.master_adver_interval_cs = adv.interval_cs;
             }
             self.master_down_timer = Some(now + self.master_down_interval());
-            self.master_addr = Some(src);
+            self.learn_master(src);
             out.push(Action::RemoveVips);
             self.transition(
                 now,
