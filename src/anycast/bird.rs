@@ -251,3 +251,85 @@ fn check(command: &str, name: &str, r: &Reply) -> Result<(), BirdError> {
         message: r.message().to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! A hostile or hung peer on the socket (the lab drives the real BIRD):
+    //! every call ends within its deadline and its bounds.
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::UnixListener;
+
+    const SHORT: Duration = Duration::from_millis(200);
+
+    /// A socket whose peer, once connected, writes `script` and then
+    /// keeps the connection open without a word.
+    fn peer(script: Vec<u8>) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("bird.ctl");
+        let l = UnixListener::bind(&path).expect("bind");
+        tokio::spawn(async move {
+            if let Ok((mut s, _)) = l.accept().await {
+                let _ = s.write_all(&script).await;
+                std::future::pending::<()>().await;
+            }
+        });
+        (dir, path)
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_never_greets_times_out() {
+        let (_d, path) = peer(Vec::new());
+        let t = std::time::Instant::now();
+        let e = Bird::connect(&path, SHORT).await.err().expect("refused");
+        assert!(matches!(e, BirdError::Timeout(_)), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn an_endless_line_is_refused_at_the_bound() {
+        let (_d, path) = peer(vec![b'0'; 3 * MAX_LINE]);
+        let e = Bird::connect(&path, SHORT).await.err().expect("refused");
+        assert!(
+            matches!(e, BirdError::Reply(ReplyError::LineTooLong)),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wrong_greeting_and_a_silent_reply_are_errors() {
+        let (_d, path) = peer(b"0013 Daemon is up and running\n".to_vec());
+        let e = Bird::connect(&path, SHORT).await.err().expect("refused");
+        assert!(matches!(e, BirdError::Greeting(_)), "{e}");
+
+        let (_d, path) = peer(b"0001 BIRD 2.0.12 ready.\n".to_vec());
+        let mut b = Bird::connect(&path, SHORT).await.expect("greeted");
+        assert_eq!(b.version, "BIRD 2.0.12");
+        let e = b
+            .set_enabled("nginx_ha4", true, SHORT)
+            .await
+            .err()
+            .expect("no answer");
+        assert!(matches!(e, BirdError::Timeout(_)), "{e}");
+    }
+
+    #[tokio::test]
+    async fn not_a_socket_and_missing_are_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("plain");
+        std::fs::write(&file, b"").expect("file");
+        let e = Bird::connect(&file, SHORT).await.err().expect("refused");
+        assert!(
+            e.to_string().contains("is not a socket but a regular file"),
+            "{e}"
+        );
+        let e = Bird::connect(&dir.path().join("none"), SHORT)
+            .await
+            .err()
+            .expect("refused");
+        assert!(
+            e.to_string().contains("does not exist (is BIRD running?)"),
+            "{e}"
+        );
+    }
+}
