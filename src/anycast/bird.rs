@@ -308,8 +308,7 @@ mod tests {
         let e = b
             .set_enabled("nginx_ha4", true, SHORT)
             .await
-            .err()
-            .expect("no answer");
+            .expect_err("no answer");
         assert!(matches!(e, BirdError::Timeout(_)), "{e}");
     }
 
