@@ -36,12 +36,43 @@ fn two_nodes(anycast: Value) -> AnycastLab {
     for i in 0..2 {
         a.lab.start_nginx(i);
         a.start_node_bird(i);
-        let d = a.declaration(i, anycast.clone());
+        let mut d = a.declaration(i, anycast.clone());
+        // Each node in its own namespace: the same address on both.
+        d["metrics"] = json!({ "listen": METRICS });
         a.lab.start_daemon(i, &d);
     }
     a.wait_nexthops(&[0, 1], Duration::from_secs(20))
         .expect("the router has both nodes as ECMP next hops");
     a
+}
+
+const METRICS: &str = "127.0.0.1:9586";
+
+/// Node `i`'s metrics, scraped from inside its namespace.
+fn scrape(a: &AnycastLab, i: usize) -> String {
+    lab::in_netns(&a.lab.nodes[i].ns, || {
+        use std::io::{Read, Write};
+        let addr: std::net::SocketAddr = METRICS.parse().expect("address");
+        let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, ms(500)) else {
+            return String::new();
+        };
+        let _ = s.set_read_timeout(Some(ms(1000)));
+        let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    })
+}
+
+/// Waits until node `i`'s metrics have every line of `want`.
+fn wait_metrics(a: &AnycastLab, i: usize, want: &[&str]) {
+    lab::wait_for(Duration::from_secs(3), || {
+        let m = scrape(a, i);
+        want.iter()
+            .all(|w| m.lines().any(|l| l == *w))
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("metrics of node{i} lack {want:?}:\n{}", scrape(a, i)));
 }
 
 fn status(a: &AnycastLab, i: usize) -> Value {
@@ -190,6 +221,23 @@ fn maintenance_drains_without_a_failed_request() {
         served_by(&after, 1)
     );
     assert_eq!(failed(&samples), 0, "a maintenance drain loses no request");
+    wait_metrics(
+        &a,
+        1,
+        &[
+            "nginx_ha_anycast_wanted{prefix=\"203.0.113.80/32\"} 0",
+            "nginx_ha_anycast_announced{protocol=\"nginx_ha4\"} 0",
+            "nginx_ha_anycast_bird_connected 1",
+        ],
+    );
+    wait_metrics(
+        &a,
+        0,
+        &[
+            "nginx_ha_anycast_wanted{prefix=\"203.0.113.80/32\"} 1",
+            "nginx_ha_anycast_announced{protocol=\"nginx_ha4\"} 1",
+        ],
+    );
     let st = status(&a, 1);
     assert_eq!(st["anycast"]["reason"], json!("maintenance mode"), "{st}");
     let out = a.lab.cli(1, &["maintenance", "off"]);
@@ -309,6 +357,7 @@ fn a_restarted_bird_gets_the_announcement_back() {
     a.kill_bird(2);
     a.wait_nexthops(&[0], Duration::from_secs(3))
         .expect("the router lost node1 with its BIRD");
+    wait_metrics(&a, 1, &["nginx_ha_anycast_bird_connected 0"]);
     lab::wait_for(Duration::from_secs(3), || {
         (status(&a, 1)["anycast"]["birdConnected"] == json!(false)).then_some(())
     })
