@@ -230,6 +230,34 @@ async fn apply(bird: &mut Bird, view: &mut BirdView, wish: Option<bool>) -> Resu
     Ok(())
 }
 
+/// Disables `protocols` (each on its BIRD socket) once, in a task of its
+/// own: a reload left them. Every call has its deadline; a BIRD that is
+/// not reachable has nothing of ours to withdraw until it is restarted,
+/// and then starts with the protocols `disabled;`.
+pub fn withdraw_in_background(protocols: Vec<(PathBuf, String)>) {
+    if protocols.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        for (socket, name) in protocols {
+            let r = async {
+                let mut b = Bird::connect(&socket, CALL).await?;
+                b.set_enabled(&name, false, CALL).await
+            };
+            match r.await {
+                Ok(()) => info!(
+                    "anycast: disabled BIRD protocol {name} at {}, no longer in the declaration",
+                    socket.display()
+                ),
+                Err(e) => warn!(
+                    "anycast: could not disable BIRD protocol {name} at {}, no longer in the declaration: {e}",
+                    socket.display()
+                ),
+            }
+        }
+    });
+}
+
 /// The anycast lines of the human-readable `status`.
 pub fn render_status(a: &crate::node::status::AnycastStatus) -> String {
     let mut out = format!(

@@ -24,40 +24,48 @@ impl Daemon {
     }
 
     /// After a reload: a changed socket or protocol set gets a new BIRD
-    /// task (the node re-sends its wish to it); the rest is the node's.
+    /// task (the node re-sends its wish to it); protocols the new
+    /// declaration no longer uses are disabled in a task of their own, so
+    /// a hung BIRD cannot hold the event loop. The rest is the node's.
     pub(super) async fn reload_anycast(&mut self, old: Option<crate::config::Anycast>) {
         let new = self.decl.anycast.clone();
-        let same_bird = |a: &crate::config::Anycast, b: &crate::config::Anycast| {
-            a.bird == b.bird && a.prefixes == b.prefixes
+        let in_use = |a: &Option<crate::config::Anycast>| -> Vec<(std::path::PathBuf, String)> {
+            a.iter()
+                .flat_map(|a| {
+                    a.protocols()
+                        .into_iter()
+                        .map(|(n, _)| (a.bird.socket.clone(), n.to_string()))
+                })
+                .collect()
         };
         let respawn = match (&old, &new) {
-            (Some(o), Some(n)) => !same_bird(o, n),
+            (Some(o), Some(n)) => o.bird != n.bird || o.prefixes != n.prefixes,
             (None, Some(_)) => true,
             (_, None) => false,
         };
-        if respawn && let Some(n) = &new {
-            if let Some(mut prev) = self.anycast.take() {
-                // Withdraw through the old protocols before leaving them.
-                prev.set_wanted(false);
-                prev.wait_applied(false, WITHDRAW_CONFIRM).await;
-            }
-            self.anycast = Some(Handle::spawn(n));
+        let kept = in_use(&new);
+        let dropped: Vec<_> = in_use(&old)
+            .into_iter()
+            .filter(|p| !kept.contains(p))
+            .collect();
+        if respawn || new.is_none() {
+            // Dropping the handle ends its task; what it announced through
+            // protocols no longer ours is withdrawn on the side.
+            self.anycast = None;
+            crate::anycast::withdraw_in_background(dropped);
         }
         if let Some(n) = &new {
+            if respawn {
+                self.anycast = Some(Handle::spawn(n));
+            }
             // Idempotent: new prefixes, or `loopback` turned on.
             self.loopback(n).await;
         }
-        // With anycast removed, the node withdraws through the old task.
         self.feed(Event::Anycast(new.map(Box::new))).await;
-        match (&self.anycast, self.node.report(self.now()).anycast) {
-            // A new task starts without a wish; the node keeps its own.
-            (Some(h), Some(w)) if respawn => h.set_wanted(w.wanted),
-            (Some(_), None) => {
-                if let Some(mut h) = self.anycast.take() {
-                    h.wait_applied(false, WITHDRAW_CONFIRM).await;
-                }
-            }
-            _ => {}
+        // A new task starts without a wish; the node keeps its own.
+        if respawn && let (Some(h), Some(w)) = (&self.anycast, self.node.report(self.now()).anycast)
+        {
+            h.set_wanted(w.wanted);
         }
     }
 
