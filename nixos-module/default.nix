@@ -86,7 +86,9 @@ let
   declared = {
     inherit (cfg) node instances checks notify;
   } // optionalAttrs hasNginxDeclaration { nginx = nginxDeclaration; }
-  // optionalAttrs (cfg.metrics.listen != null) { metrics = removeAttrs cfg.metrics [ "openFirewall" ]; };
+  // optionalAttrs (cfg.metrics.listen != null) { metrics = removeAttrs cfg.metrics [ "openFirewall" ]; }
+  // optionalAttrs hasAnycast { anycast = removeAttrs cfg.anycast [ "bgp" ]; };
+  hasAnycast = cfg.anycast.prefixes != null;
 
   metricsPort = lib.toInt (lib.last (lib.splitString ":" cfg.metrics.listen));
 
@@ -129,8 +131,11 @@ let
   vipsOf = pred: concatMap
     (i: builtins.filter pred (map (v: (nhLib.splitPrefix v).addr) (if i.virtualIps == null then [ ] else i.virtualIps)))
     (builtins.attrValues cfg.instances);
-  vip4 = vipsOf nhLib.isIPv4;
-  vip6 = vipsOf nhLib.isIPv6;
+  # The anycast service addresses are not on lo until the daemon puts them
+  # there (anycast.loopback), so nginx binds them like virtual IPs.
+  anycastAddresses = map (a: (nhLib.splitPrefix a).addr) (if hasAnycast then cfg.anycast.prefixes else [ ]);
+  vip4 = vipsOf nhLib.isIPv4 ++ builtins.filter nhLib.isIPv4 anycastAddresses;
+  vip6 = vipsOf nhLib.isIPv6 ++ builtins.filter nhLib.isIPv6 anycastAddresses;
 
   # Which virtual IPs nginx binds, so which families need
   # ip_nonlocal_bind: the declaration's sites, as the daemon's
@@ -191,7 +196,9 @@ let
       (builtins.attrNames cfg.nginx.sites);
 in
 {
-  options.services.nginxHa = removeAttrs schema.options [ "nginx" "metrics" ] // {
+  imports = [ ./anycast.nix ];
+
+  options.services.nginxHa = removeAttrs schema.options [ "nginx" "metrics" "anycast" ] // {
     enable = mkEnableOption "nginx-ha, VRRP virtual IPs with built-in nginx health checks";
 
     package = lib.mkPackageOption pkgs "nginx-ha" { };
@@ -306,8 +313,8 @@ in
           })
           (schema.missing [ ] schema.schema declared)
         ++ [{
-          assertion = cfg.instances != { };
-          message = "${p}.instances: at least one VRRP instance is needed.";
+          assertion = cfg.instances != { } || hasAnycast;
+          message = "${p}.instances: at least one VRRP instance is needed (or ${p}.anycast).";
         }]
         ++ map
           (s: {
