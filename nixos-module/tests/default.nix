@@ -109,13 +109,13 @@ let
     anycastBirdEnabled = anycastSys.services.bird.enable && (cfgOf "anycast-nftables").services.bird.enable;
     noBirdWithoutAnycast = !(cfgOf "lb1-iptables").services.bird.enable;
     anycastUnitOrder = builtins.elem "bird.service" anycastUnit.after && builtins.elem "bird.service" anycastUnit.wants;
-    anycastBirdGroup = builtins.elem "bird" anycastUnit.serviceConfig.SupplementaryGroups
+    anycastBirdGroup = builtins.elem "bird" (anycastUnit.serviceConfig.SupplementaryGroups or [ ])
       && anycastSys.users.groups ? bird;
     # connect() to /run/bird/bird.ctl: AF_UNIX allowed, and no mount that
     # would pin or hide /run/bird.
     anycastSocketNotSandboxedAway = builtins.elem "AF_UNIX" anycastUnit.serviceConfig.RestrictAddressFamilies
       && !(lib.any (k: anycastUnit.serviceConfig ? ${k}) [ "ReadWritePaths" "InaccessiblePaths" "TemporaryFileSystem" "BindPaths" ]);
-    anycastStopCoversDrain = anycastUnit.serviceConfig.TimeoutStopSec == 35;
+    anycastStopCoversDrain = anycastUnit.serviceConfig.TimeoutStopSec or null == 35;
     anycastDeclaration = anycastSys.services.nginxHa.declaration.anycast.prefixes == [ "203.0.113.80/32" "2001:db8:80::1/128" ]
       && !(anycastSys.services.nginxHa.declaration.anycast ? bgp)
       && anycastSys.services.nginxHa.declaration.instances == { };
