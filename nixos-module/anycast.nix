@@ -69,13 +69,15 @@ let
     )
   );
 
-  # A session carries the channel of its neighbor's address family: IPv6
-  # routes over an IPv4 session (and the reverse) need a next hop of the
-  # other family that BIRD cannot derive without more configuration.
+  # One channel per family in `families`, each exporting only that
+  # family's static protocol.
   bgpProtocol = n:
     let
-      v4 = isV4 n;
       local = optionalString (n.localAddress != null) " ${n.localAddress}";
+      channel = family: block "};" family [
+        "import none;"
+        ''export where proto = "${if family == "ipv4" then proto4 else proto6}";''
+      ];
     in
     [ "" ] ++ block "}" "protocol bgp ${n.name}" (
       [
@@ -84,10 +86,7 @@ let
       ]
       ++ optional (n.multihop != null) "multihop ${toString n.multihop};"
       ++ optional n.bfd "bfd on;"
-      ++ block "};" (if v4 then "ipv4" else "ipv6") [
-        "import none;"
-        ''export where proto = "${if v4 then proto4 else proto6}";''
-      ]
+      ++ concatMap channel (builtins.filter (f: builtins.elem f n.families) [ "ipv4" "ipv6" ])
       ++ builtins.filter (l: l != "") (lib.splitString "\n" n.extraConfig)
     );
 
@@ -136,7 +135,7 @@ let
   # for in-flight connections) on stop.
   drainSeconds = (nhLib.toMicros acfg.drain + 999999) / 1000000;
 
-  neighborOptions = { name, ... }: {
+  neighborOptions = { name, config, ... }: {
     options = {
       address = mkOption {
         type = nhLib.types.ipAddress;
@@ -147,6 +146,19 @@ let
         type = types.ints.between 1 4294967295;
         example = 64500;
         description = "The router's AS number.";
+      };
+      families = mkOption {
+        type = types.nonEmptyListOf (types.enum [ "ipv4" "ipv6" ]);
+        default = [ (if nhLib.isIPv4 config.address then "ipv4" else "ipv6") ];
+        defaultText = lib.literalMD "the family of `address`";
+        example = [ "ipv4" "ipv6" ];
+        description = ''
+          The families whose prefixes this session carries (one BGP channel
+          each). Both over one session (multiprotocol BGP) works on a
+          directly connected link that has addresses of both families:
+          BIRD takes the next hop of the other family from the interface.
+          Over a multihop session, use one session per family.
+        '';
       };
       bfd = mkOption {
         type = types.bool;
@@ -305,12 +317,12 @@ in
           message = "${p}.bgp.neighbors is empty: with anycast, BIRD needs at least one router to announce the prefixes to (or set ${p}.bgp.enable = false and configure BIRD yourself).";
         }
         {
-          assertion = prefixes4 == [ ] || lib.any isV4 neighbors;
-          message = "${p}.prefixes has IPv4 prefixes but no IPv4 neighbor in ${p}.bgp.neighbors carries them.";
+          assertion = prefixes4 == [ ] || lib.any (n: builtins.elem "ipv4" n.families) neighbors;
+          message = "${p}.prefixes has IPv4 prefixes but no session in ${p}.bgp.neighbors carries them: add an IPv4 neighbor, or \"ipv4\" to a neighbor's families.";
         }
         {
-          assertion = prefixes6 == [ ] || lib.any (n: !isV4 n) neighbors;
-          message = "${p}.prefixes has IPv6 prefixes but no IPv6 neighbor in ${p}.bgp.neighbors carries them.";
+          assertion = prefixes6 == [ ] || lib.any (n: builtins.elem "ipv6" n.families) neighbors;
+          message = "${p}.prefixes has IPv6 prefixes but no session in ${p}.bgp.neighbors carries them: add an IPv6 neighbor, or \"ipv6\" to a neighbor's families (on a dual-stack link).";
         }
         {
           assertion = isSymbol proto4 && isSymbol proto6 && proto4 != proto6;
@@ -324,9 +336,16 @@ in
               assertion = isSymbol n.name && !(builtins.elem n.name [ proto4 proto6 "nginx_ha_bfd" ]);
               message = "${at}: the name is BIRD's protocol name: letters, digits and `_`, not starting with a digit, and not ${proto4}, ${proto6} or nginx_ha_bfd.";
             }
+          ] ++ map
+            (family: {
+              assertion = if family == "ipv4" then prefixes4 != [ ] else prefixes6 != [ ];
+              message = "${at}.families includes ${family}, but ${p}.prefixes has no ${if family == "ipv4" then "IPv4" else "IPv6"} prefix: the channel would carry nothing (the default is the family of ${n.address}).";
+            })
+            n.families
+          ++ [
             {
-              assertion = if isV4 n then prefixes4 != [ ] else prefixes6 != [ ];
-              message = "${at}: ${n.address} is ${nhLib.family n.address}, but ${p}.prefixes has no ${nhLib.family n.address} prefix: the session would carry nothing.";
+              assertion = n.multihop == null || n.families == [ (if isV4 n then "ipv4" else "ipv6") ];
+              message = "${at}.families: a multihop session carries only the family of its address (${n.address}); the other family needs a next hop BIRD cannot take from an interface: use a second neighbor of that family.";
             }
             {
               assertion = n.localAddress == null || nhLib.isIPv4 n.localAddress == isV4 n;

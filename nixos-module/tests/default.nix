@@ -56,6 +56,14 @@ let
       };
     };
   };
+  # Both families over one session per router (multiprotocol BGP on
+  # dual-stack links), as docs/anycast.md configures BIRD by hand.
+  dualChannel = anycastWith {
+    services.nginxHa.anycast.bgp.neighbors = lib.mkForce {
+      upstream1 = { address = "192.0.2.1"; as = 64500; families = [ "ipv4" "ipv6" ]; };
+      upstream2 = { address = "192.0.2.2"; as = 64500; families = [ "ipv6" "ipv4" ]; };
+    };
+  };
   birdText = c: c.services.bird.config;
   birdLines = c: map lib.trim (lib.splitString "\n" (birdText c));
   anycastSys = cfgOf "anycast-iptables";
@@ -135,6 +143,11 @@ let
       && linesMatching ".*(kernel|import all|export all).*" anycastSys == [ ];
     birdSessionFamilies = has "neighbor 2001:db8::1 as 64500;\n  bfd on;\n  ipv6 {" (birdText anycastSys)
       && has "neighbor 192.0.2.1 as 64500;\n  bfd on;\n  ipv4 {" (birdText anycastSys);
+    birdBothChannels = has "neighbor 192.0.2.2 as 64500;\n  bfd on;\n  ipv4 {\n    import none;\n    export where proto = \"nginx_ha4\";\n  };\n  ipv6 {\n    import none;\n    export where proto = \"nginx_ha6\";\n  };" (birdText dualChannel)
+      && builtins.all (a: a.assertion) dualChannel.assertions;
+    anycastMultihopOtherFamilyExplained = assertsWith
+      [ ../examples/anycast.nix { services.nginxHa.anycast.bgp.neighbors.upstream1 = { multihop = 2; localAddress = "192.0.2.11"; families = [ "ipv4" "ipv6" ]; }; } ]
+      "a multihop session carries only the family of its address";
     birdBfdTiming = has "min rx interval 100 ms;" (birdText anycastSys) && has "multiplier 3;" (birdText anycastSys)
       && !(has "multihop" (birdText anycastSys));
     birdMultihop = has "local 192.0.2.11 as 64512;" (birdText multihop) && has "multihop 2;" (birdText multihop)
@@ -163,9 +176,9 @@ let
     anycastRouterIdExplained = assertsWith [ ../examples/anycast.nix { services.nginxHa.anycast.bgp.routerId = lib.mkForce null; } ]
       "services.nginxHa.anycast.bgp.routerId is not set";
     anycastNeighborFamilyExplained = assertsWith [ ../examples/anycast.nix { services.nginxHa.anycast.prefixes = lib.mkForce [ "203.0.113.80/32" ]; } ]
-      "upstream1_v6: 2001:db8::1 is IPv6, but services.nginxHa.anycast.prefixes has no IPv6 prefix";
+      "upstream1_v6.families includes ipv6, but services.nginxHa.anycast.prefixes has no IPv6 prefix";
     anycastPrefixFamilyExplained = assertsWith [ ../examples/anycast.nix { services.nginxHa.anycast.bgp.neighbors = lib.mkForce { r = { address = "192.0.2.1"; as = 1; }; }; } ]
-      "has IPv6 prefixes but no IPv6 neighbor";
+      "has IPv6 prefixes but no session in services.nginxHa.anycast.bgp.neighbors carries them";
     anycastMultihopBfdExplained = assertsWith [ ../examples/anycast.nix { services.nginxHa.anycast.bgp.neighbors.upstream1.multihop = 2; } ]
       "multihop BGP with BFD needs localAddress";
     anycastLocalFamilyExplained = assertsWith [ ../examples/anycast.nix { services.nginxHa.anycast.bgp.neighbors.upstream1.localAddress = "2001:db8::11"; } ]
@@ -322,7 +335,7 @@ let
   nixosOnly = [ "enable" "package" "openFirewall" "checkConfig" "declaration" "configFile" "metrics.openFirewall" ]
     ++ map (k: "nginx.${k}") [ "enable" "loopbackStatusPage" "openFirewall" "firewallPorts" "nonlocalBind" ]
     ++ map (k: "anycast.bgp.${k}") ([ "enable" "routerId" "localAs" "neighbors" "bfd.interval" "bfd.multiplier" "openFirewall" "extraConfig" ]
-    ++ map (k: "neighbors.<name>.${k}") [ "address" "as" "bfd" "multihop" "localAddress" "extraConfig" ]);
+    ++ map (k: "neighbors.<name>.${k}") [ "address" "as" "families" "bfd" "multihop" "localAddress" "extraConfig" ]);
   optionPaths =
     let
       docs = lib.optionAttrSetToDocList (lightEval { }).options.services.nginxHa;
@@ -371,6 +384,7 @@ let
     anycast = birdText anycastSys;
     anycast-nftables = birdText (cfgOf "anycast-nftables");
     multihop = birdText multihop;
+    dual-channel = birdText dualChannel;
     ipv4-only = birdText (anycastWith {
       services.nginxHa.anycast = {
         prefixes = lib.mkForce [ "203.0.113.80/32" "203.0.113.81/32" ];
