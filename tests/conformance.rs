@@ -69,6 +69,9 @@ struct Expect {
     /// Instance name to the priority of the last advert sent.
     #[serde(default)]
     last_advert_priority: BTreeMap<String, u8>,
+    /// Whether the node's last anycast wish is to announce.
+    #[serde(default)]
+    announced: Option<bool>,
 }
 
 /// What the outside world knows of the node, from its commands.
@@ -78,6 +81,7 @@ struct World {
     holds: BTreeMap<String, bool>,
     clients_here: BTreeMap<String, bool>,
     last_priority: BTreeMap<String, u8>,
+    announced: Option<bool>,
 }
 
 struct Run {
@@ -223,6 +227,7 @@ impl Run {
                 Command::Announce { instance, .. } => {
                     self.world.clients_here.insert(instance.clone(), true);
                 }
+                Command::Anycast { announce, .. } => self.world.announced = Some(*announce),
                 Command::Send {
                     instance, bytes, ..
                 } => {
@@ -264,6 +269,11 @@ impl Run {
                         on_link,
                     };
                     self.feed(now, ev, json!({ "add": p.name }));
+                }
+                let parsed = config::parse(self.decl.to_string().as_bytes()).expect("declaration");
+                if let Some(a) = parsed.anycast {
+                    let ev = Event::Anycast(Some(Box::new(a)));
+                    self.feed(now, ev, json!("anycast"));
                 }
                 self.feed(now, Event::Start, json!("start"));
             }
@@ -392,6 +402,9 @@ impl Run {
                 *c,
                 "{case} at {when}: clients of {i} point here"
             );
+        }
+        if let Some(a) = e.announced {
+            assert_eq!(w.announced, Some(a), "{case} at {when}: anycast announced");
         }
         for (i, p) in &e.last_advert_priority {
             assert_eq!(

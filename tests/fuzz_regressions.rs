@@ -59,6 +59,20 @@ fn stub_status() {
 }
 
 #[test]
+fn bird_reply() {
+    // The seeds too: captured BIRD replies must satisfy the property.
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/bird_reply");
+    let mut n = 0;
+    for e in std::fs::read_dir(&seeds).unwrap_or_else(|e| panic!("{}: {e}", seeds.display())) {
+        let p = e.expect("seed").path();
+        props::bird_reply(&std::fs::read(&p).expect("seed"));
+        n += 1;
+    }
+    assert!(n >= 5);
+    replay("bird_reply", props::bird_reply);
+}
+
+#[test]
 fn http_url() {
     replay("http_url", props::http_url);
 }

@@ -354,3 +354,52 @@ pub fn render_nginx(n: &Nginx, opts: &RenderOptions) {
         Err(e) => panic!("render failed on a valid declaration: {e}"),
     }
 }
+
+/// BIRD control-socket replies: parsing never panics and stays within its
+/// bounds; a complete reply, written back in BIRD's layout, parses to the
+/// same lines; feeding the lines one by one agrees with the whole; and
+/// reading a protocol's state from anything parsed never panics.
+pub fn bird_reply(data: &[u8]) {
+    use nginx_ha::anycast::reply::{MAX_LINES, Parser, parse_all, protocol_state};
+    let whole = parse_all(data);
+    let mut p = Parser::default();
+    let mut incremental = Ok(None);
+    let mut at = 0;
+    for line in data.split_inclusive(|b| *b == b'\n') {
+        let Some(line) = line.strip_suffix(b"\n") else {
+            break;
+        };
+        at += line.len() + 1;
+        incremental = p.push(line);
+        if !matches!(incremental, Ok(None)) {
+            break;
+        }
+    }
+    if let Ok(Some((reply, used))) = &whole {
+        assert_eq!(*used, at);
+        assert_eq!(
+            incremental.as_ref().ok().and_then(|r| r.as_ref()),
+            Some(reply)
+        );
+        assert!(!reply.lines.is_empty() && reply.lines.len() <= MAX_LINES);
+        assert_eq!(reply.lines.last().map(|l| l.code), Some(reply.code));
+        assert!(reply.code <= 9999);
+        let _ = protocol_state(reply, "nginx_ha4");
+        // Invalid UTF-8 comes back as U+FFFD (three bytes for one), which
+        // may write back longer than the line or reply bound: compare only
+        // what round-trips byte for byte.
+        if std::str::from_utf8(&data[..*used]).is_ok()
+            && reply.lines.iter().all(|l| !l.text.ends_with('\r'))
+        {
+            let mut again = Vec::new();
+            for (n, l) in reply.lines.iter().enumerate() {
+                let sep = if n + 1 == reply.lines.len() { ' ' } else { '-' };
+                again.extend_from_slice(format!("{:04}{sep}{}\n", l.code, l.text).as_bytes());
+            }
+            let (back, _) = parse_all(&again)
+                .expect("a written-back reply parses")
+                .expect("and is complete");
+            assert_eq!(&back, reply);
+        }
+    }
+}

@@ -372,5 +372,8 @@ pub fn render(st: &Status) -> String {
     if !st.dropped.is_empty() {
         out.push_str(&format!("  dropped before dispatch: {:?}\n", st.dropped));
     }
+    if let Some(a) = &st.anycast {
+        out.push_str(&crate::anycast::render_status(a));
+    }
     out
 }

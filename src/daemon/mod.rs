@@ -128,6 +128,7 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
         d.add_instance(plan).await?;
     }
     d.start_checks();
+    d.start_anycast().await;
     let listener = control::listen(&opts.runtime_dir, ctl_tx)?;
 
     let mut sigterm = signal(SignalKind::terminate()).map_err(io_err("SIGTERM handler"))?;
@@ -143,7 +144,11 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
 
     d.start_all().await;
     systemd::ready(&d.status_line());
-    info!("nginx-ha running: {} instance(s)", d.instance_count());
+    info!(
+        "nginx-ha running: {} instance(s){}",
+        d.instance_count(),
+        if d.has_anycast() { ", anycast" } else { "" }
+    );
 
     loop {
         let wake = d.next_wake();
@@ -182,7 +187,13 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
     }
     systemd::stopping();
     drop(listener);
-    d.shutdown().await;
+    d.shutdown(async {
+        tokio::select! {
+            _ = sigterm.recv() => {}
+            _ = sigint.recv() => {}
+        }
+    })
+    .await;
     match std::fs::remove_file(opts.runtime_dir.join(control::SOCKET)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             error!("removing control socket: {e}")

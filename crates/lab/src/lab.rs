@@ -58,28 +58,10 @@ pub struct Lab {
 
 impl Lab {
     pub fn new(n: usize, daemon_bin: &Path) -> Lab {
-        let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        let prefix = format!(
-            "nha{}x{}",
-            std::process::id() % 100_000,
-            SEQ.fetch_add(1, Ordering::SeqCst)
-        );
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("{prefix}-"))
-            .tempdir()
-            .expect("tempdir");
-        let bridge_ns = format!("{prefix}-br");
-        let client_ns = format!("{prefix}-c");
-        let mut lab = Lab {
-            prefix: prefix.clone(),
-            bridge_ns: bridge_ns.clone(),
-            client_ns: client_ns.clone(),
-            nodes: Vec::new(),
-            dir,
-            daemon_bin: daemon_bin.to_path_buf(),
-            extra: Vec::new(),
-            _guard: guard,
-        };
+        let mut lab = Lab::bare(daemon_bin);
+        let prefix = lab.prefix.clone();
+        let bridge_ns = lab.bridge_ns.clone();
+        let client_ns = lab.client_ns.clone();
         sh(&["ip", "netns", "add", &bridge_ns]);
         lab.add_bridge("br0");
         for i in 0..n {
@@ -106,6 +88,33 @@ impl Lab {
             &[format!("{CLIENT_V4}/24"), format!("{CLIENT_V6}/64")],
         );
         lab
+    }
+
+    /// A lab with its names, directory and lock, and no namespace yet:
+    /// for topologies of their own (e.g. `AnycastLab`), which create the
+    /// namespaces named `bridge_ns`, `client_ns` and the nodes', and get the
+    /// node helpers and the clean-up of `Lab`.
+    pub fn bare(daemon_bin: &Path) -> Lab {
+        let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let prefix = format!(
+            "nha{}x{}",
+            std::process::id() % 100_000,
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{prefix}-"))
+            .tempdir()
+            .expect("tempdir");
+        Lab {
+            bridge_ns: format!("{prefix}-br"),
+            client_ns: format!("{prefix}-c"),
+            prefix,
+            nodes: Vec::new(),
+            dir,
+            daemon_bin: daemon_bin.to_path_buf(),
+            extra: Vec::new(),
+            _guard: guard,
+        }
     }
 
     fn add_host(&self, ns: &str, port: &str, addrs: &[String]) {

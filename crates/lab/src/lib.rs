@@ -9,11 +9,13 @@
 //! addresses (192.0.2.0/24, 2001:db8::/64); every wait is bounded; on drop
 //! everything is torn down and only the PIDs this lab started are killed.
 
+pub mod anycast;
 mod keepalived;
 mod lab;
 mod net;
 pub mod nspawn;
 
+pub use anycast::AnycastLab;
 pub use lab::{Lab, Node, instance};
 pub use net::{CLIENT_V4, CLIENT_V6, VIP, children_of, http_get, in_netns, node_v4, node_v6, vip};
 

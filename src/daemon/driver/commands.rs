@@ -37,6 +37,12 @@ impl Daemon {
                         queue.extend(self.node.handle(self.now(), ev));
                     }
                 }
+                // The node logged why; the BIRD task logs what BIRD did.
+                Command::Anycast { announce, .. } => {
+                    if let Some(a) = &self.anycast {
+                        a.set_wanted(announce);
+                    }
+                }
                 Command::CloseIo { index } => {
                     self.sockets.retain(|(i, _), _| *i != index);
                     self.announcers.remove(&index);

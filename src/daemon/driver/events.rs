@@ -131,7 +131,7 @@ impl Daemon {
             // the start; a reload has no such clean way to fail.
             warn!("metrics: a changed `metrics` takes effect at the next restart, not on reload");
         }
-        self.decl = decl;
+        let old_anycast = std::mem::replace(&mut self.decl, decl).anycast;
         let restarted = self.checks_running.sync(&self.decl.checks, &self.health_tx);
         for p in &plans {
             if !self.node.has_instance(&p.name) {
@@ -145,12 +145,16 @@ impl Daemon {
             on_link,
         };
         self.feed(ev).await;
+        self.reload_anycast(old_anycast).await;
         Ok(())
     }
 
-    pub async fn shutdown(&mut self) {
+    /// Stops: VRRP instances resign, anycast withdraws and drains (cut
+    /// short by `interrupt`, a second signal), stop hooks run.
+    pub async fn shutdown(&mut self, interrupt: impl std::future::Future<Output = ()>) {
         info!("shutting down");
         self.feed(Event::Shutdown).await;
+        self.drain_anycast(interrupt).await;
         // The stop hooks were queued above; the runtime ends when this
         // returns. Room for one hook already running plus the stop hooks.
         self.hooks

@@ -3,6 +3,7 @@
 //! requests, turns what happens on them into `Event`s for the node, and
 //! carries out the `Command`s the node returns. No policy lives here.
 
+mod anycast;
 mod commands;
 mod events;
 mod operate;
@@ -48,6 +49,8 @@ pub struct Daemon {
     rx_dropped: Drops,
     /// Adverts the reader tasks dropped because the loop was behind.
     overflow: Arc<AtomicU64>,
+    /// The task that drives BIRD, with `anycast` declared.
+    anycast: Option<crate::anycast::Handle>,
 }
 
 /// The configured checks by name, with their weights.
@@ -86,6 +89,7 @@ impl Daemon {
             hooks: Hooks::start(),
             rx_dropped: Drops::default(),
             overflow: Arc::new(AtomicU64::new(0)),
+            anycast: None,
         }
     }
 

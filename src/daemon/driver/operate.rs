@@ -58,6 +58,7 @@ impl Daemon {
             checks: report.checks,
             nginx: self.stub,
             dropped,
+            anycast: self.anycast_status(report.anycast),
         }
     }
 }

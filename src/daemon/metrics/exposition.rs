@@ -278,6 +278,7 @@ pub fn render(snap: &Snapshot, process: Option<&Process>) -> String {
             cpu,
         );
     }
+    super::anycast::register(root.sub_registry_with_prefix("nginx_ha"), s);
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &root);
@@ -351,6 +352,7 @@ mod tests {
                     waiting: 2,
                 }),
                 dropped: BTreeMap::from([("ttl".to_string(), 4)]),
+                anycast: None,
             },
             taken: UNIX_EPOCH + Duration::from_secs(1_000),
         }

@@ -2,6 +2,7 @@
 //! HTTP. The event loop publishes a status snapshot into a watch channel;
 //! the HTTP task renders from the latest one and never waits for the loop.
 
+mod anycast;
 mod exposition;
 mod process;
 mod server;

@@ -153,6 +153,7 @@ mod tests {
             checks: vec![],
             nginx: None,
             dropped: BTreeMap::new(),
+            anycast: None,
         });
         let ok = get(p.local, req).await;
         assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");

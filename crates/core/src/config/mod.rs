@@ -281,12 +281,16 @@ pub fn summary(d: &Declaration) -> String {
         )
     });
     format!(
-        "node {} priority {}; {} instance{}: {}; {} extra check{}; {} nginx site{}{anycast}",
+        "node {} priority {}; {} instance{}{}; {} extra check{}; {} nginx site{}{anycast}",
         d.node.name,
         d.node.priority,
         d.instances.len(),
         if d.instances.len() == 1 { "" } else { "s" },
-        insts.join(", "),
+        if insts.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", insts.join(", "))
+        },
         d.checks.extra.len(),
         if d.checks.extra.len() == 1 { "" } else { "s" },
         sites,

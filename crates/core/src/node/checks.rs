@@ -135,6 +135,10 @@ impl Checks {
         (faults, prio.clamp(1, 254) as u8)
     }
 
+    pub fn get(&self, name: &str) -> Option<&CheckState> {
+        self.0.get(name)
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&String, &CheckState)> {
         self.0.iter()
     }

@@ -77,6 +77,9 @@ pub enum Event {
         restarted: Vec<String>,
         on_link: BTreeMap<u32, Vec<(IpAddr, u8)>>,
     },
+    /// The anycast section of the declaration (at start and after every
+    /// reload; `None`: no anycast).
+    Anycast(Option<Box<crate::config::Anycast>>),
     Shutdown,
 }
 
@@ -148,6 +151,10 @@ pub enum Command {
         instance: Option<String>,
         message: String,
     },
+    /// Announce (enable the BIRD static protocols) or withdraw (disable
+    /// them) the anycast prefixes. Kept as the wanted state, re-applied
+    /// when BIRD comes back.
+    Anycast { announce: bool, reason: String },
 }
 
 impl Command {

@@ -10,6 +10,7 @@
 
 mod adverts;
 pub mod announce;
+pub mod anycast;
 pub mod checks;
 pub mod event;
 pub mod faults;
@@ -46,6 +47,7 @@ pub struct Node {
     dropped: BTreeMap<&'static str, u64>,
     logs: LogLimit,
     out: Vec<Command>,
+    anycast: Option<anycast::Policy>,
 }
 
 /// Everything `status` reports that the node decides.
@@ -54,6 +56,7 @@ pub struct Report {
     pub instances: Vec<InstanceStatus>,
     pub checks: Vec<CheckStatus>,
     pub dropped: BTreeMap<String, u64>,
+    pub anycast: Option<status::AnycastWish>,
 }
 
 impl Node {
@@ -68,6 +71,7 @@ impl Node {
             dropped: BTreeMap::new(),
             logs: LogLimit::default(),
             out: Vec::new(),
+            anycast: None,
         }
     }
 
@@ -107,18 +111,28 @@ impl Node {
                 restarted,
                 on_link,
             } => self.reload(now, plans, weights, &restarted, on_link),
+            Event::Anycast(decl) => self.configure_anycast(now, decl.map(|d| *d)),
             Event::Shutdown => {
+                if let Some(a) = &mut self.anycast {
+                    a.stop();
+                }
                 for i in 0..self.insts.len() {
                     self.input(now, i, Input::Shutdown);
                 }
             }
         }
+        self.follow_anycast(now);
         std::mem::take(&mut self.out)
     }
 
     /// When `handle(_, Event::Timer)` is due next.
     pub fn poll_timeout(&self) -> Option<Duration> {
-        self.insts.iter().filter_map(Member::deadline).min()
+        let anycast = self.anycast.as_ref().and_then(anycast::Policy::deadline);
+        self.insts
+            .iter()
+            .filter_map(Member::deadline)
+            .chain(anycast)
+            .min()
     }
 
     pub fn instance_count(&self) -> usize {
@@ -444,6 +458,7 @@ mod purity {
             ("node/log_limit.rs", include_str!("log_limit.rs")),
             ("node/status.rs", include_str!("status.rs")),
             ("node/announce.rs", include_str!("announce.rs")),
+            ("node/anycast.rs", include_str!("anycast.rs")),
             ("node/checks.rs", include_str!("checks.rs")),
             ("node/faults.rs", include_str!("faults.rs")),
             ("node/hook_queue.rs", include_str!("hook_queue.rs")),

@@ -20,6 +20,10 @@ impl Node {
                 )
             })
             .collect();
+        if let Some(a) = &self.anycast {
+            let wish = if a.wanted() { "announced" } else { "withdrawn" };
+            parts.push(format!("anycast {wish}"));
+        }
         if self.maintenance {
             parts.insert(0, "MAINTENANCE".into());
         }
@@ -81,6 +85,7 @@ impl Node {
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
+            anycast: self.anycast_wish(now),
         }
     }
 }

@@ -71,6 +71,44 @@ pub struct Status {
     pub nginx: Option<StubStatus>,
     /// Packets dropped before reaching an instance, by reason.
     pub dropped: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anycast: Option<AnycastStatus>,
+}
+
+/// What the node wants of its anycast prefixes, and why.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AnycastWish {
+    pub prefixes: Vec<String>,
+    pub wanted: bool,
+    pub reason: String,
+    pub seconds_since_change: f64,
+}
+
+/// What BIRD has of one static protocol, as the daemon last saw it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BirdProtocolStatus {
+    pub name: String,
+    pub prefixes: Vec<String>,
+    /// BIRD's state of the protocol (`up`, `down`, ...); None while BIRD
+    /// has not been asked.
+    pub bird_state: Option<String>,
+    /// Whether the protocol is enabled in BIRD, i.e. the routes announced.
+    pub announced: Option<bool>,
+    pub last_error: Option<String>,
+}
+
+/// The anycast part of `status`: the wish, and what BIRD has.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AnycastStatus {
+    #[serde(flatten)]
+    pub wish: AnycastWish,
+    pub bird_socket: String,
+    pub bird_connected: bool,
+    pub bird_error: Option<String>,
+    pub protocols: Vec<BirdProtocolStatus>,
 }
 
 /// The answer to `maintenance on|off`.
