@@ -88,7 +88,9 @@ let
   } // optionalAttrs hasNginxDeclaration { nginx = nginxDeclaration; }
   // optionalAttrs (cfg.metrics.enable && cfg.metrics.listen != null) {
     metrics = removeAttrs cfg.metrics metricsNixosOnly;
-  };
+  }
+  // optionalAttrs hasAnycast { anycast = removeAttrs cfg.anycast [ "bgp" ]; };
+  hasAnycast = cfg.anycast.prefixes != null;
 
   # services.nginxHa.metrics options that compose `listen` or wire NixOS.
   metricsNixosOnly = [ "enable" "listenAddress" "port" "openFirewall" ];
@@ -134,8 +136,11 @@ let
   vipsOf = pred: concatMap
     (i: builtins.filter pred (map (v: (nhLib.splitPrefix v).addr) (if i.virtualIps == null then [ ] else i.virtualIps)))
     (builtins.attrValues cfg.instances);
-  vip4 = vipsOf nhLib.isIPv4;
-  vip6 = vipsOf nhLib.isIPv6;
+  # The anycast service addresses are not on lo until the daemon puts them
+  # there (anycast.loopback), so nginx binds them like virtual IPs.
+  anycastAddresses = map (a: (nhLib.splitPrefix a).addr) (if hasAnycast then cfg.anycast.prefixes else [ ]);
+  vip4 = vipsOf nhLib.isIPv4 ++ builtins.filter nhLib.isIPv4 anycastAddresses;
+  vip6 = vipsOf nhLib.isIPv6 ++ builtins.filter nhLib.isIPv6 anycastAddresses;
 
   # Which virtual IPs nginx binds, so which families need
   # ip_nonlocal_bind: the declaration's sites, as the daemon's
@@ -196,7 +201,9 @@ let
       (builtins.attrNames cfg.nginx.sites);
 in
 {
-  options.services.nginxHa = removeAttrs schema.options [ "nginx" "metrics" ] // {
+  imports = [ ./anycast.nix ];
+
+  options.services.nginxHa = removeAttrs schema.options [ "nginx" "metrics" "anycast" ] // {
     enable = mkEnableOption "nginx-ha, VRRP virtual IPs with built-in nginx health checks";
 
     package = lib.mkPackageOption pkgs "nginx-ha" { };
@@ -327,8 +334,8 @@ in
           })
           (schema.missing [ ] schema.schema declared)
         ++ [{
-          assertion = cfg.instances != { };
-          message = "${p}.instances: at least one VRRP instance is needed.";
+          assertion = cfg.instances != { } || hasAnycast;
+          message = "${p}.instances: at least one VRRP instance is needed (or ${p}.anycast).";
         }
           {
             assertion = cfg.metrics.enable || cfg.metrics.listen == null;
