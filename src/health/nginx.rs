@@ -1,22 +1,25 @@
 //! The built-in nginx check: the master process watched as an event
-//! (pidfd), plus stub_status probed every interval.
+//! (pidfd), plus stub_status probed over a kept-alive connection when the
+//! pure `NginxPlan` says so (at once for a new master process, a few ms
+//! apart while a rise is taken, every interval otherwise).
 //!
 //! A pidfd becomes readable the moment the process exits, zombie or not,
 //! so nginx's death is seen in microseconds instead of at the next poll;
 //! "the PID exists" is never taken as "nginx is alive". When nginx comes
 //! back (systemd restarts it) the pidfile is re-read and the watch re-armed.
 
-use super::probe::http_get;
+use super::keepalive::StatusClient;
 use super::stub_status::{self, StubStatus};
-use super::tracker::Tracker;
 use super::{Event, Verdict};
 use crate::config::check_spec::NginxSpec;
 use crate::file_read::{Excess, OneAtATime, Symlinks};
+use nginx_ha_core::health::nginx_plan::NginxPlan;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// How often the pidfile is looked at while no nginx is running.
 const PIDFILE_POLL: Duration = Duration::from_millis(50);
@@ -100,22 +103,30 @@ async fn arm(reader: &OneAtATime, pidfile: &Path, deadline: Duration) -> Result<
     Ok(Watch { pid, fd })
 }
 
+/// Node time for the pure plan: time since the check started.
+fn since(start: Instant) -> Duration {
+    Instant::now().saturating_duration_since(start)
+}
+
 pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>) {
-    let url = &cfg.status_url;
-    let mut tracker = Tracker::new(cfg.timing.rise, cfg.timing.fall);
+    let start = Instant::now();
+    let mut plan = NginxPlan::new(&cfg.timing, Duration::ZERO);
+    let mut client = StatusClient::new(cfg.status_url.clone());
     let reader = OneAtATime::default();
     let deadline = cfg.timing.timeout;
     let mut why_not = String::new();
     let mut watch = match arm(&reader, &cfg.pid_file, deadline).await {
-        Ok(w) => Some(w),
+        Ok(w) => {
+            plan.process_appeared(since(start));
+            Some(w)
+        }
         Err(e) => {
             why_not = e;
             None
         }
     };
-    let mut probe = tokio::time::interval(cfg.timing.interval);
-    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pidfile_poll = tokio::time::interval(PIDFILE_POLL);
+    pidfile_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let send = |healthy: bool, detail: String| {
         let _ = tx.send(Event::Verdict(Verdict {
             check: NAME.to_string(),
@@ -124,55 +135,85 @@ pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>) {
         }));
     };
     loop {
+        let due = start + plan.due();
         tokio::select! {
-            r = async { watch.as_ref().map(|w| w.fd.readable()) .expect("guarded").await }, if watch.is_some() => {
+            biased;
+            r = exited(&watch), if watch.is_some() => {
                 let pid = watch.as_ref().map_or(0, |w| w.pid);
                 if r.is_ok() {
                     watch = None;
+                    client.reset();
                     why_not = format!("master process {pid} exited");
-                    if tracker.fail_now().is_some() {
+                    if plan.process_exited(since(start)).is_some() {
                         send(false, format!("nginx master process {pid} exited"));
                     }
+                    held_down(plan.hold());
                 }
             }
             _ = pidfile_poll.tick(), if watch.is_none() => {
-                watch = match arm(&reader, &cfg.pid_file, deadline).await {
-                    Ok(w) => Some(w),
-                    Err(e) => {
-                        why_not = e;
-                        None
+                match arm(&reader, &cfg.pid_file, deadline).await {
+                    Ok(w) => {
+                        watch = Some(w);
+                        plan.process_appeared(since(start));
                     }
-                };
-                if watch.is_some() {
-                    // A new nginx master: probe it now rather than up to an
-                    // interval later, so failback starts as soon as it can.
-                    probe.reset_immediately();
+                    Err(e) => why_not = e,
                 }
             }
-            _ = probe.tick() => {
+            _ = tokio::time::sleep_until(due) => {
                 let result: Result<StubStatus, String> = if watch.is_none() {
                     Err(format!("nginx is not running ({why_not})"))
                 } else {
-                    match http_get(url, cfg.timing.timeout).await {
-                        Ok((200, body)) => stub_status::parse(&body).map_err(|e| e.to_string()),
-                        Ok((code, _)) => Err(format!("{url} answered {code}")),
-                        Err(e) => Err(format!("{url}: {e}")),
+                    // The master's exit wins over a probe in flight.
+                    tokio::select! {
+                        biased;
+                        r = exited(&watch) => {
+                            if r.is_ok() {
+                                // Seen again (level-triggered) on the next turn.
+                                continue;
+                            }
+                            Err("pidfd wait failed".to_string())
+                        }
+                        r = client.get(cfg.timing.timeout) => match r {
+                            Ok(r) if r.status == 200 => {
+                                stub_status::parse(&r.body).map_err(|e| e.to_string())
+                            }
+                            Ok(r) => Err(format!("{} answered {}", cfg.status_url, r.status)),
+                            Err(e) => Err(format!("{}: {e}", cfg.status_url)),
+                        },
                     }
                 };
+                let ok = result.is_ok();
+                let change = plan.probed(since(start), ok);
                 match result {
                     Ok(s) => {
                         let _ = tx.send(Event::Stub(s));
-                        if tracker.record(true).is_some() {
+                        if change.is_some() {
                             send(true, "nginx is running and stub_status answers".into());
                         }
                     }
                     Err(e) => {
-                        if tracker.record(false).is_some() {
+                        if change.is_some() {
                             send(false, e);
                         }
                     }
                 }
             }
         }
+    }
+}
+
+async fn exited(watch: &Option<Watch>) -> std::io::Result<()> {
+    match watch {
+        Some(w) => w.fd.readable().await.map(|_| ()),
+        None => std::future::pending().await,
+    }
+}
+
+fn held_down(hold: Duration) {
+    if !hold.is_zero() {
+        log::warn!(
+            "nginx exited soon after turning healthy: the next nginx must stay up {hold:?} \
+             before the check passes (crash-loop hold-down)"
+        );
     }
 }
