@@ -45,10 +45,11 @@ pub struct NginxPlan {
 impl NginxPlan {
     /// Undecided, with the first probe due at once.
     pub fn new(timing: &Timing, now: Duration) -> NginxPlan {
+        let interval = timing.interval.max(Duration::from_millis(1));
         NginxPlan {
-            interval: timing.interval.max(Duration::from_millis(1)),
+            interval,
             verdict: RiseFall::new(timing.rise, timing.fall),
-            hold_down: HoldDown::default(),
+            hold_down: HoldDown::new(interval.saturating_mul(timing.rise.max(1))),
             process: None,
             healthy_since: now,
             due: now,
@@ -198,11 +199,18 @@ mod tests {
         assert_eq!(p.probed(ms(6), true), Some(true));
         assert_eq!(p.process_exited(ms(200)), Some(false));
         assert_eq!(p.hold(), ms(1000));
+        // The hold-down counts from the new process's appearance.
         p.process_appeared(ms(300));
         p.probed(ms(301), true);
         assert_eq!(p.probed(ms(306), true), None);
         // Held: the next probe is at the hold-down's end.
         assert_eq!(p.due(), ms(1300));
         assert_eq!(p.probed(ms(1300), true), Some(true));
+        // Up longer than rise × interval: no crash, no longer hold.
+        p.process_exited(ms(3400));
+        assert_eq!(p.hold(), ms(1000));
+        p.process_appeared(ms(3500));
+        p.probed(ms(3501), true);
+        assert_eq!(p.probed(ms(3506), true), None);
     }
 }
