@@ -21,9 +21,6 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// How often the pidfile is looked at while no nginx is running.
-const PIDFILE_POLL: Duration = Duration::from_millis(50);
-
 pub const NAME: &str = "nginx";
 
 /// A pidfile holds a PID and a newline; anything longer is not one.
@@ -125,8 +122,7 @@ pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>) {
             None
         }
     };
-    let mut pidfile_poll = tokio::time::interval(PIDFILE_POLL);
-    pidfile_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_look = start;
     let send = |healthy: bool, detail: String| {
         let _ = tx.send(Event::Verdict(Verdict {
             check: NAME.to_string(),
@@ -150,7 +146,7 @@ pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>) {
                     held_down(plan.hold());
                 }
             }
-            _ = pidfile_poll.tick(), if watch.is_none() => {
+            _ = tokio::time::sleep_until(next_look), if watch.is_none() => {
                 match arm(&reader, &cfg.pid_file, deadline).await {
                     Ok(w) => {
                         watch = Some(w);
@@ -158,6 +154,7 @@ pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>) {
                     }
                     Err(e) => why_not = e,
                 }
+                next_look = Instant::now() + plan.pidfile_poll(since(start));
             }
             _ = tokio::time::sleep_until(due) => {
                 let result: Result<StubStatus, String> = if watch.is_none() {

@@ -24,6 +24,14 @@ pub const RISE_GAP: Duration = Duration::from_millis(5);
 /// doubled on each further one up to the interval.
 pub const FIRST_RETRY: Duration = Duration::from_millis(5);
 
+/// How often a missing nginx's pidfile is looked for right after it went
+/// away (systemd restarts it within RestartSec, 100 ms by default) ...
+pub const PIDFILE_POLL_FAST: Duration = Duration::from_millis(10);
+/// ... for this long ...
+pub const PIDFILE_FAST_FOR: Duration = Duration::from_secs(5);
+/// ... and then, while it stays away, this often.
+pub const PIDFILE_POLL: Duration = Duration::from_millis(50);
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Process {
     since: Duration,
@@ -39,6 +47,8 @@ pub struct NginxPlan {
     process: Option<Process>,
     /// When the check last turned healthy.
     healthy_since: Duration,
+    /// When the last master process exited (or the check started).
+    gone_since: Duration,
     due: Duration,
 }
 
@@ -52,6 +62,7 @@ impl NginxPlan {
             hold_down: HoldDown::new(interval.saturating_mul(timing.rise.max(1))),
             process: None,
             healthy_since: now,
+            gone_since: now,
             due: now,
         }
     }
@@ -77,6 +88,16 @@ impl NginxPlan {
         self.hold_down.hold()
     }
 
+    /// How long until the pidfile is looked at again while no master
+    /// process is watched.
+    pub fn pidfile_poll(&self, now: Duration) -> Duration {
+        if now.saturating_sub(self.gone_since) < PIDFILE_FAST_FOR {
+            PIDFILE_POLL_FAST
+        } else {
+            PIDFILE_POLL
+        }
+    }
+
     /// A new master process is watched (its pidfile read, its pidfd armed):
     /// probe it at once.
     pub fn process_appeared(&mut self, now: Duration) {
@@ -95,6 +116,7 @@ impl NginxPlan {
                 (self.healthy() == Some(true)).then(|| now.saturating_sub(self.healthy_since));
             self.hold_down.exited(healthy_for);
         }
+        self.gone_since = now;
         self.due = now + self.interval;
         self.verdict.fail_now()
     }
@@ -189,6 +211,8 @@ mod tests {
         assert!(!p.running());
         assert_eq!(p.due(), ms(1500));
         assert_eq!(p.probed(ms(1500), false), None);
+        assert_eq!(p.pidfile_poll(ms(600)), PIDFILE_POLL_FAST);
+        assert_eq!(p.pidfile_poll(ms(500) + PIDFILE_FAST_FOR), PIDFILE_POLL);
     }
 
     #[test]
