@@ -109,3 +109,31 @@ fn connections_closed_by_nginx_are_retried_not_failures() {
     assert!(lost.is_empty(), "node0 lost the VIP: {lost:?}");
     assert!(connections >= 20, "nginx did not close the connections");
 }
+
+#[test]
+fn first_verdict_at_daemon_start_comes_as_soon_as_nginx_answers() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let mut lab = Lab::new(1, env!("CARGO_BIN_EXE_nginx-ha").as_ref());
+    lab.start_nginx(0);
+    let mut d: Value =
+        lab.declaration(0, 150, json!({ "web": lab::instance(lab::VIP, json!({})) }));
+    // The default timing: interval 1 s, rise 2. One probe per interval
+    // would need a whole second for the first verdict.
+    let c = d["checks"]["nginx"].as_object_mut().expect("check");
+    for k in ["interval", "timeout", "rise", "fall"] {
+        c.remove(k);
+    }
+    let t0 = std::time::Instant::now();
+    lab.start_daemon(0, &d);
+    wait_for(Duration::from_secs(5), || {
+        let out = lab.cli(0, &["status", "--json"]);
+        let st: Value = serde_json::from_slice(&out.stdout).ok()?;
+        (st["checks"][0]["healthy"] == true).then_some(())
+    })
+    .expect("no healthy verdict");
+    let took = t0.elapsed();
+    println!("daemon start -> first healthy verdict: {took:?}");
+    assert!(took < ms(700), "first verdict after {took:?}");
+}
