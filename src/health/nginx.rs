@@ -23,6 +23,11 @@ use tokio::time::Instant;
 
 pub const NAME: &str = "nginx";
 
+/// A connection idle longer than this until the next probe is closed
+/// rather than kept: nginx closes it after keepalive_timeout (75 s by
+/// default) anyway.
+const KEEP_IDLE_MAX: Duration = Duration::from_secs(60);
+
 /// A pidfile holds a PID and a newline; anything longer is not one.
 const MAX_PIDFILE: usize = 32;
 /// Only the start of /proc/PID/cmdline is looked at.
@@ -140,10 +145,17 @@ pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>) {
                     watch = None;
                     client.reset();
                     why_not = format!("master process {pid} exited");
+                    let hold = plan.hold();
                     if plan.process_exited(since(start)).is_some() {
                         send(false, format!("nginx master process {pid} exited"));
                     }
-                    held_down(plan.hold());
+                    if plan.hold() > hold {
+                        log::warn!(
+                            "nginx exited soon after turning healthy: the next nginx must stay \
+                             up {:?} before the check passes (crash-loop hold-down)",
+                            plan.hold()
+                        );
+                    }
                 }
             }
             _ = tokio::time::sleep_until(next_look), if watch.is_none() => {
@@ -180,7 +192,11 @@ pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>) {
                     }
                 };
                 let ok = result.is_ok();
-                let change = plan.probed(since(start), ok);
+                let now = since(start);
+                let change = plan.probed(now, ok);
+                if plan.due().saturating_sub(now) >= KEEP_IDLE_MAX {
+                    client.reset();
+                }
                 match result {
                     Ok(s) => {
                         let _ = tx.send(Event::Stub(s));
@@ -203,14 +219,5 @@ async fn exited(watch: &Option<Watch>) -> std::io::Result<()> {
     match watch {
         Some(w) => w.fd.readable().await.map(|_| ()),
         None => std::future::pending().await,
-    }
-}
-
-fn held_down(hold: Duration) {
-    if !hold.is_zero() {
-        log::warn!(
-            "nginx exited soon after turning healthy: the next nginx must stay up {hold:?} \
-             before the check passes (crash-loop hold-down)"
-        );
     }
 }
