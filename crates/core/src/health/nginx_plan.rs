@@ -124,8 +124,12 @@ impl NginxPlan {
     /// A probe finished at `now`; `ok` when stub_status answered. Returns
     /// the verdict when it changed.
     pub fn probed(&mut self, now: Duration, ok: bool) -> Option<bool> {
+        // An interval apart from when the probe was due, not from when it
+        // finished: a slow answer must not stretch the period (fall would
+        // otherwise cost a timeout more per failure).
+        let cadence = (self.due + self.interval).max(now);
         let Some(p) = self.process.as_mut() else {
-            self.due = now + self.interval;
+            self.due = cadence;
             return self.verdict.record(false);
         };
         if !ok && !p.answered && now < p.since + self.interval {
@@ -141,11 +145,11 @@ impl NginxPlan {
         self.due = if self.verdict.rise_reached() {
             // Only the hold-down is missing: probe on, and again right
             // when it ends.
-            (now + self.interval).min(hold_end)
+            cadence.min(hold_end)
         } else if ok && self.healthy() != Some(true) {
             now + RISE_GAP
         } else {
-            now + self.interval
+            cadence
         };
         if change == Some(true) {
             self.healthy_since = now;
@@ -181,7 +185,8 @@ mod tests {
         assert_eq!(p.due(), ms(11) + RISE_GAP);
         assert_eq!(p.probed(ms(17), true), None);
         assert_eq!(p.probed(ms(23), true), Some(true));
-        assert_eq!(p.due(), ms(1023));
+        // The last one was due at 22: an interval from then.
+        assert_eq!(p.due(), ms(1022));
     }
 
     #[test]
