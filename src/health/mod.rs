@@ -3,22 +3,22 @@
 //! (after rise/fall) to the daemon, which turns them into FAULT or a
 //! priority change with keepalived's weight semantics.
 
+pub mod keepalive;
 pub mod nginx;
 pub mod probe;
 pub mod stats;
-pub use nginx_ha_core::stub_status;
-pub mod tracker;
 pub use crate::config::url;
+pub use nginx_ha_core::stub_status;
 
 use crate::config::Checks;
 use crate::config::check_spec::{ExtraSpec, NginxSpec, Probe, SpecError};
+use nginx_ha_core::health::rise_fall::RiseFall;
 use stats::Stats;
 use std::collections::BTreeMap;
 use std::time::Instant;
 use stub_status::StubStatus;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracker::Tracker;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
@@ -126,7 +126,7 @@ fn refuse(name: &str, e: SpecError, tx: &mpsc::UnboundedSender<Event>) -> JoinHa
 }
 
 async fn run_extra(name: String, spec: ExtraSpec, tx: mpsc::UnboundedSender<Event>, stats: Stats) {
-    let mut tracker = Tracker::new(spec.timing.rise, spec.timing.fall);
+    let mut tracker = RiseFall::new(spec.timing.rise, spec.timing.fall);
     let mut tick = tokio::time::interval(spec.timing.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let limit = spec.timing.timeout;

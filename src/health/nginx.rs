@@ -1,28 +1,33 @@
 //! The built-in nginx check: the master process watched as an event
-//! (pidfd), plus stub_status probed every interval.
+//! (pidfd), plus stub_status probed over a kept-alive connection when the
+//! pure `NginxPlan` says so (at once for a new master process, a few ms
+//! apart while a rise is taken, every interval otherwise).
 //!
 //! A pidfd becomes readable the moment the process exits, zombie or not,
 //! so nginx's death is seen in microseconds instead of at the next poll;
 //! "the PID exists" is never taken as "nginx is alive". When nginx comes
 //! back (systemd restarts it) the pidfile is re-read and the watch re-armed.
 
-use super::probe::http_get;
+use super::keepalive::StatusClient;
 use super::stats::Stats;
 use super::stub_status::{self, StubStatus};
-use super::tracker::Tracker;
 use super::{Event, Verdict};
 use crate::config::check_spec::NginxSpec;
 use crate::file_read::{Excess, OneAtATime, Symlinks};
+use nginx_ha_core::health::nginx_plan::NginxPlan;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
-
-/// How often the pidfile is looked at while no nginx is running.
-const PIDFILE_POLL: Duration = Duration::from_millis(50);
+use tokio::time::Instant;
 
 pub const NAME: &str = "nginx";
+
+/// A connection idle longer than this until the next probe is closed
+/// rather than kept: nginx closes it after keepalive_timeout (75 s by
+/// default) anyway.
+const KEEP_IDLE_MAX: Duration = Duration::from_secs(60);
 
 /// A pidfile holds a PID and a newline; anything longer is not one.
 const MAX_PIDFILE: usize = 32;
@@ -101,22 +106,29 @@ async fn arm(reader: &OneAtATime, pidfile: &Path, deadline: Duration) -> Result<
     Ok(Watch { pid, fd })
 }
 
+/// Node time for the pure plan: time since the check started.
+fn since(start: Instant) -> Duration {
+    Instant::now().saturating_duration_since(start)
+}
+
 pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>, stats: Stats) {
-    let url = &cfg.status_url;
-    let mut tracker = Tracker::new(cfg.timing.rise, cfg.timing.fall);
+    let start = Instant::now();
+    let mut plan = NginxPlan::new(&cfg.timing, Duration::ZERO);
+    let mut client = StatusClient::new(cfg.status_url.clone());
     let reader = OneAtATime::default();
     let deadline = cfg.timing.timeout;
     let mut why_not = String::new();
     let mut watch = match arm(&reader, &cfg.pid_file, deadline).await {
-        Ok(w) => Some(w),
+        Ok(w) => {
+            plan.process_appeared(since(start));
+            Some(w)
+        }
         Err(e) => {
             why_not = e;
             None
         }
     };
-    let mut probe = tokio::time::interval(cfg.timing.interval);
-    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut pidfile_poll = tokio::time::interval(PIDFILE_POLL);
+    let mut next_look = start;
     let send = |healthy: bool, detail: String| {
         let _ = tx.send(Event::Verdict(Verdict {
             check: NAME.to_string(),
@@ -125,59 +137,92 @@ pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>, stats: Stats)
         }));
     };
     loop {
+        let due = start + plan.due();
         tokio::select! {
-            r = async { watch.as_ref().map(|w| w.fd.readable()) .expect("guarded").await }, if watch.is_some() => {
+            biased;
+            r = exited(&watch), if watch.is_some() => {
                 let pid = watch.as_ref().map_or(0, |w| w.pid);
                 if r.is_ok() {
                     watch = None;
+                    client.reset();
                     why_not = format!("master process {pid} exited");
-                    if tracker.fail_now().is_some() {
+                    let hold = plan.hold();
+                    if plan.process_exited(since(start)).is_some() {
                         send(false, format!("nginx master process {pid} exited"));
                     }
-                }
-            }
-            _ = pidfile_poll.tick(), if watch.is_none() => {
-                watch = match arm(&reader, &cfg.pid_file, deadline).await {
-                    Ok(w) => Some(w),
-                    Err(e) => {
-                        why_not = e;
-                        None
+                    if plan.hold() > hold {
+                        log::warn!(
+                            "nginx exited soon after turning healthy: the next nginx must stay \
+                             up {:?} before the check passes (crash-loop hold-down)",
+                            plan.hold()
+                        );
                     }
-                };
-                if watch.is_some() {
-                    // A new nginx master: probe it now rather than up to an
-                    // interval later, so failback starts as soon as it can.
-                    probe.reset_immediately();
                 }
             }
-            _ = probe.tick() => {
+            _ = tokio::time::sleep_until(next_look), if watch.is_none() => {
+                match arm(&reader, &cfg.pid_file, deadline).await {
+                    Ok(w) => {
+                        watch = Some(w);
+                        plan.process_appeared(since(start));
+                    }
+                    Err(e) => why_not = e,
+                }
+                next_look = Instant::now() + plan.pidfile_poll(since(start));
+            }
+            _ = tokio::time::sleep_until(due) => {
                 let result: Result<StubStatus, String> = if watch.is_none() {
                     stats.record(NAME, false, None);
                     Err(format!("nginx is not running ({why_not})"))
                 } else {
+                    // The master's exit wins over a probe in flight.
                     let began = std::time::Instant::now();
-                    let r = match http_get(url, cfg.timing.timeout).await {
-                        Ok((200, body)) => stub_status::parse(&body).map_err(|e| e.to_string()),
-                        Ok((code, _)) => Err(format!("{url} answered {code}")),
-                        Err(e) => Err(format!("{url}: {e}")),
+                    let r = tokio::select! {
+                        biased;
+                        r = exited(&watch) => {
+                            if r.is_ok() {
+                                // Seen again (level-triggered) on the next turn.
+                                continue;
+                            }
+                            Err("pidfd wait failed".to_string())
+                        }
+                        r = client.get(cfg.timing.timeout) => match r {
+                            Ok(r) if r.status == 200 => {
+                                stub_status::parse(&r.body).map_err(|e| e.to_string())
+                            }
+                            Ok(r) => Err(format!("{} answered {}", cfg.status_url, r.status)),
+                            Err(e) => Err(format!("{}: {e}", cfg.status_url)),
+                        },
                     };
                     stats.record(NAME, r.is_ok(), Some(began.elapsed()));
                     r
                 };
+                let ok = result.is_ok();
+                let now = since(start);
+                let change = plan.probed(now, ok);
+                if plan.due().saturating_sub(now) >= KEEP_IDLE_MAX {
+                    client.reset();
+                }
                 match result {
                     Ok(s) => {
                         let _ = tx.send(Event::Stub(s));
-                        if tracker.record(true).is_some() {
+                        if change.is_some() {
                             send(true, "nginx is running and stub_status answers".into());
                         }
                     }
                     Err(e) => {
-                        if tracker.record(false).is_some() {
+                        if change.is_some() {
                             send(false, e);
                         }
                     }
                 }
             }
         }
+    }
+}
+
+async fn exited(watch: &Option<Watch>) -> std::io::Result<()> {
+    match watch {
+        Some(w) => w.fd.readable().await.map(|_| ()),
+        None => std::future::pending().await,
     }
 }

@@ -5,6 +5,7 @@
 //! clock: CI fails when its dependency tree gains one of them.
 
 pub mod config;
+pub mod health;
 pub mod node;
 pub mod stub_status;
 pub mod vrrp;

@@ -151,6 +151,12 @@ impl Lab {
     /// As `start_nginx`, through `exe` (e.g. a symlink to /usr/sbin/nginx
     /// whose name, the processes' comm, is unique to this node).
     pub fn start_nginx_exe(&mut self, i: usize, exe: &Path) {
+        self.start_nginx_status(i, exe, "");
+    }
+
+    /// As `start_nginx_exe`, with `directives` added to the stub_status
+    /// server (e.g. its keepalive_timeout).
+    pub fn start_nginx_status(&mut self, i: usize, exe: &Path, directives: &str) {
         let body = format!(
             r#"    server {{
         listen 80;
@@ -159,6 +165,7 @@ impl Lab {
     }}
     server {{
         listen 127.0.0.1:8081;
+        {directives}
         location = /nginx_status {{ stub_status; allow 127.0.0.1; deny all; }}
     }}
 "#,

@@ -1,0 +1,304 @@
+//! stub_status over one kept-alive HTTP/1.1 connection: a probe every
+//! interval (or every few ms while a rise is taken) would otherwise cost a
+//! TCP handshake and teardown each, on both sides. Responses are framed by
+//! Content-Length or chunked encoding, every size is bounded, and any
+//! doubt (an error, `Connection: close`, bytes left over) drops the
+//! connection so the next probe starts clean. nginx closes idle or
+//! long-used keep-alive connections by itself (keepalive_timeout,
+//! keepalive_requests); a probe that finds its reused connection closed is
+//! retried once on a fresh one, so that is never taken for nginx failing.
+
+use super::url::HttpUrl;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// A status page is a few hundred bytes; a check must not buffer whatever
+/// a broken backend sends.
+const MAX_BODY: usize = 64 * 1024;
+const MAX_HEAD: usize = 8 * 1024;
+/// A chunk-size line: hex digits and perhaps an extension.
+const MAX_LINE: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("connect {0}: {1}")]
+    Connect(std::net::SocketAddr, std::io::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("connection closed before a whole response")]
+    Closed,
+    #[error("{0}")]
+    Bad(&'static str),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+pub struct Response {
+    pub status: u16,
+    pub body: String,
+}
+
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// One stub_status URL and the connection kept to it.
+pub struct StatusClient {
+    url: HttpUrl,
+    request: Vec<u8>,
+    conn: Option<Conn>,
+    /// Connections opened so far (for tests and status).
+    pub connects: u64,
+}
+
+impl StatusClient {
+    pub fn new(url: HttpUrl) -> StatusClient {
+        let request = format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: nginx-ha\r\n\r\n",
+            url.path, url.host
+        )
+        .into_bytes();
+        StatusClient {
+            url,
+            request,
+            conn: None,
+            connects: 0,
+        }
+    }
+
+    /// Forgets the connection (nginx restarted: the old one is dead).
+    pub fn reset(&mut self) {
+        self.conn = None;
+    }
+
+    /// One GET, all of it (a retry included) within `limit`.
+    pub async fn get(&mut self, limit: Duration) -> Result<Response, ProbeError> {
+        let deadline = Instant::now() + limit;
+        let work = async {
+            if let Some(conn) = self.conn.take() {
+                match exchange(conn, &self.request).await {
+                    Ok((r, keep)) => {
+                        self.conn = keep;
+                        return Ok(r);
+                    }
+                    // Closed or reset under us: nginx's keep-alive ended.
+                    // Say nothing yet; a fresh connection decides.
+                    Err(ProbeError::Io(_) | ProbeError::Closed) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let stream = TcpStream::connect(self.url.addr)
+                .await
+                .map_err(|e| ProbeError::Connect(self.url.addr, e))?;
+            self.connects += 1;
+            let _ = stream.set_nodelay(true);
+            let conn = Conn {
+                stream,
+                buf: Vec::with_capacity(1024),
+            };
+            let (r, keep) = exchange(conn, &self.request).await?;
+            self.conn = keep;
+            Ok(r)
+        };
+        match tokio::time::timeout_at(deadline, work).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.conn = None;
+                Err(ProbeError::Timeout(limit))
+            }
+        }
+    }
+}
+
+/// Sends the request and reads one response; gives the connection back
+/// when it may be used again.
+async fn exchange(mut c: Conn, request: &[u8]) -> Result<(Response, Option<Conn>), ProbeError> {
+    c.buf.clear();
+    c.stream.write_all(request).await?;
+    let head_end = loop {
+        if let Some(i) = find(&c.buf, b"\r\n\r\n") {
+            break i;
+        }
+        if c.buf.len() > MAX_HEAD {
+            return Err(ProbeError::Bad("HTTP header too long"));
+        }
+        fill(&mut c).await?;
+    };
+    let head = Head::parse(&c.buf[..head_end])?;
+    c.buf.drain(..head_end + 4);
+    let body = if !head.has_body() {
+        Vec::new()
+    } else if head.chunked {
+        read_chunked(&mut c).await?
+    } else if let Some(n) = head.length {
+        if n > MAX_BODY {
+            return Err(ProbeError::Bad("response body too large"));
+        }
+        while c.buf.len() < n {
+            fill(&mut c).await?;
+        }
+        c.buf.drain(..n).collect()
+    } else {
+        // Framed by the end of the connection.
+        loop {
+            match c.stream.read_buf(&mut c.buf).await? {
+                0 => break std::mem::take(&mut c.buf),
+                _ if c.buf.len() > MAX_BODY => {
+                    return Err(ProbeError::Bad("response body too large"));
+                }
+                _ => {}
+            }
+        }
+    };
+    let reusable = head.keep_alive && (head.chunked || head.length.is_some() || !head.has_body());
+    let keep = (reusable && c.buf.is_empty()).then_some(c);
+    let body = String::from_utf8_lossy(&body).into_owned();
+    Ok((
+        Response {
+            status: head.status,
+            body,
+        },
+        keep,
+    ))
+}
+
+async fn fill(c: &mut Conn) -> Result<(), ProbeError> {
+    if c.buf.len() > MAX_BODY + MAX_HEAD {
+        return Err(ProbeError::Bad("response too large"));
+    }
+    match c.stream.read_buf(&mut c.buf).await? {
+        0 => Err(ProbeError::Closed),
+        _ => Ok(()),
+    }
+}
+
+async fn read_line(c: &mut Conn) -> Result<Vec<u8>, ProbeError> {
+    loop {
+        if let Some(i) = find(&c.buf, b"\r\n") {
+            let line = c.buf[..i].to_vec();
+            c.buf.drain(..i + 2);
+            return Ok(line);
+        }
+        if c.buf.len() > MAX_LINE {
+            return Err(ProbeError::Bad("chunk line too long"));
+        }
+        fill(c).await?;
+    }
+}
+
+async fn read_chunked(c: &mut Conn) -> Result<Vec<u8>, ProbeError> {
+    let mut body = Vec::new();
+    loop {
+        let line = read_line(c).await?;
+        let size = std::str::from_utf8(&line)
+            .ok()
+            .and_then(|l| l.split(';').next())
+            .and_then(|h| usize::from_str_radix(h.trim(), 16).ok())
+            .ok_or(ProbeError::Bad("bad chunk size"))?;
+        if size == 0 {
+            // Trailers, if any, end with an empty line.
+            while !read_line(c).await?.is_empty() {}
+            return Ok(body);
+        }
+        if body.len() + size > MAX_BODY {
+            return Err(ProbeError::Bad("response body too large"));
+        }
+        while c.buf.len() < size + 2 {
+            fill(c).await?;
+        }
+        if &c.buf[size..size + 2] != b"\r\n" {
+            return Err(ProbeError::Bad("chunk not followed by CRLF"));
+        }
+        body.extend(c.buf.drain(..size));
+        c.buf.drain(..2);
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Head {
+    status: u16,
+    length: Option<usize>,
+    chunked: bool,
+    keep_alive: bool,
+}
+
+impl Head {
+    fn parse(raw: &[u8]) -> Result<Head, ProbeError> {
+        let text = std::str::from_utf8(raw).map_err(|_| ProbeError::Bad("header is not UTF-8"))?;
+        let mut lines = text.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        let mut parts = status_line.split_whitespace();
+        let version = parts.next().unwrap_or_default();
+        if !version.starts_with("HTTP/1.") {
+            return Err(ProbeError::Bad("not an HTTP/1 response"));
+        }
+        let status = parts
+            .next()
+            .and_then(|c| c.parse::<u16>().ok())
+            // No interim (1xx) answers to a plain GET are expected.
+            .filter(|c| (200..1000).contains(c))
+            .ok_or(ProbeError::Bad("no status code"))?;
+        let mut h = Head {
+            status,
+            length: None,
+            chunked: false,
+            keep_alive: version == "HTTP/1.1",
+        };
+        for line in lines {
+            let Some((name, value)) = line.split_once(':') else {
+                return Err(ProbeError::Bad("malformed header line"));
+            };
+            let value = value.trim();
+            match name.trim().to_ascii_lowercase().as_str() {
+                "content-length" => {
+                    let n = value
+                        .parse::<usize>()
+                        .map_err(|_| ProbeError::Bad("bad Content-Length"))?;
+                    if h.length.is_some_and(|m| m != n) {
+                        return Err(ProbeError::Bad("conflicting Content-Length"));
+                    }
+                    h.length = Some(n);
+                }
+                "transfer-encoding" => {
+                    h.chunked = value
+                        .rsplit(',')
+                        .next()
+                        .is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"));
+                    if !h.chunked {
+                        return Err(ProbeError::Bad("unsupported Transfer-Encoding"));
+                    }
+                }
+                "connection" => {
+                    for t in value.split(',').map(str::trim) {
+                        if t.eq_ignore_ascii_case("close") {
+                            h.keep_alive = false;
+                        } else if t.eq_ignore_ascii_case("keep-alive") {
+                            h.keep_alive = true;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if h.chunked {
+            // Chunked wins over a length (RFC 9112 §6.3).
+            h.length = None;
+        }
+        Ok(h)
+    }
+
+    fn has_body(&self) -> bool {
+        !(self.status == 204 || self.status == 304)
+    }
+}
+
+#[cfg(test)]
+#[path = "keepalive_tests.rs"]
+mod tests;

@@ -1,0 +1,139 @@
+//! The nginx check's stub_status probe against real nginx: one kept-alive
+//! connection carries the probes, and nginx closing it (keepalive_timeout,
+//! keepalive_requests) is never taken for nginx failing. Needs root.
+
+use nginx_ha_lab as lab;
+
+use lab::{Lab, ms, require_root_and_tools, vip, wait_for};
+use nginx_ha::health::stub_status::{self, StubStatus};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+/// node0 (priority 150) with `status_directives` in its stub_status
+/// server, node1 (100); both checks with `fall` 1 so that a single failed
+/// probe shows as a FAULT.
+fn pair(status_directives: &str) -> Lab {
+    let mut lab = Lab::new(2, env!("CARGO_BIN_EXE_nginx-ha").as_ref());
+    for i in 0..2 {
+        let extra = if i == 0 { status_directives } else { "" };
+        lab.start_nginx_status(i, Path::new("/usr/sbin/nginx"), extra);
+        let prio = if i == 0 { 150 } else { 100 };
+        let mut d: Value = lab.declaration(
+            i,
+            prio,
+            json!({ "web": lab::instance(lab::VIP, json!({})) }),
+        );
+        d["checks"]["nginx"]["fall"] = json!(1);
+        lab.start_daemon(i, &d);
+    }
+    wait_for(Duration::from_secs(5), || {
+        (lab.holders(vip()) == vec![0]).then_some(())
+    })
+    .expect("node0 never became the only holder");
+    lab
+}
+
+/// node0's stub_status, read from inside its namespace on a connection
+/// of our own.
+fn stub(lab: &Lab) -> StubStatus {
+    lab::in_netns(&lab.nodes[0].ns, || {
+        let mut s = TcpStream::connect_timeout(&"127.0.0.1:8081".parse().expect("addr"), ms(500))
+            .expect("connect stub_status");
+        s.set_read_timeout(Some(ms(500))).expect("timeout");
+        s.write_all(b"GET /nginx_status HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .expect("write");
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).expect("read");
+        let body = buf.split_once("\r\n\r\n").map(|x| x.1).unwrap_or_default();
+        stub_status::parse(body).expect("stub_status body")
+    })
+}
+
+#[test]
+fn stub_status_probes_share_one_connection() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let lab = pair("");
+    let before = stub(&lab);
+    // Each of our readings is a connection and a request of its own.
+    let mut ours = 0;
+    // At 100 ms per probe, 20 probes take about 2 s.
+    let after = wait_for(Duration::from_secs(6), || {
+        let s = stub(&lab);
+        ours += 1;
+        (s.requests >= before.requests + ours + 20).then_some(s)
+    })
+    .expect("the daemon stopped probing");
+    let probes = after.requests - before.requests - ours;
+    let connections = after.accepts - before.accepts - ours;
+    println!("{probes} probes over {connections} new connections");
+    assert!(
+        connections <= 2,
+        "{connections} connections for {probes} probes"
+    );
+}
+
+#[test]
+fn connections_closed_by_nginx_are_retried_not_failures() {
+    if !require_root_and_tools() {
+        return;
+    }
+    // nginx closes an idle connection after 30 ms, before every next probe
+    // (100 ms apart), and any connection after 3 requests.
+    let lab = pair("keepalive_timeout 30ms; keepalive_requests 3;");
+    let before = stub(&lab);
+    let mut ours = 0;
+    let mut lost = Vec::new();
+    let after = wait_for(Duration::from_secs(8), || {
+        let h = lab.holders(vip());
+        if h != vec![0] {
+            lost.push(h);
+        }
+        let s = stub(&lab);
+        ours += 1;
+        (s.requests >= before.requests + ours + 30).then_some(s)
+    })
+    .expect("the daemon stopped probing");
+    let probes = after.requests - before.requests - ours;
+    let connections = after.accepts - before.accepts - ours;
+    println!("{probes} probes over {connections} connections");
+    let log = lab.daemon_log(0);
+    assert!(
+        !log.contains("check nginx fails"),
+        "a closed keep-alive connection counted as a failure:\n{log}"
+    );
+    assert!(lost.is_empty(), "node0 lost the VIP: {lost:?}");
+    assert!(connections >= 20, "nginx did not close the connections");
+}
+
+#[test]
+fn first_verdict_at_daemon_start_comes_as_soon_as_nginx_answers() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let mut lab = Lab::new(1, env!("CARGO_BIN_EXE_nginx-ha").as_ref());
+    lab.start_nginx(0);
+    let mut d: Value =
+        lab.declaration(0, 150, json!({ "web": lab::instance(lab::VIP, json!({})) }));
+    // The default timing: interval 1 s, rise 2. One probe per interval
+    // would need a whole second for the first verdict.
+    let c = d["checks"]["nginx"].as_object_mut().expect("check");
+    for k in ["interval", "timeout", "rise", "fall"] {
+        c.remove(k);
+    }
+    let t0 = std::time::Instant::now();
+    lab.start_daemon(0, &d);
+    wait_for(Duration::from_secs(5), || {
+        let out = lab.cli(0, &["status", "--json"]);
+        let st: Value = serde_json::from_slice(&out.stdout).ok()?;
+        (st["checks"][0]["healthy"] == true).then_some(())
+    })
+    .expect("no healthy verdict");
+    let took = t0.elapsed();
+    println!("daemon start -> first healthy verdict: {took:?}");
+    assert!(took < ms(700), "first verdict after {took:?}");
+}
