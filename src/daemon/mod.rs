@@ -2,6 +2,7 @@
 //! socket reads, timers, link events, health verdicts, signals and control
 //! requests into core inputs, and carries out the actions the core returns.
 
+mod alarm;
 pub mod control;
 mod driver;
 mod hooks;
@@ -22,7 +23,6 @@ use setup::SetupError;
 use std::path::PathBuf;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 /// How often the loop publishes a status snapshot for the metrics
 /// endpoint: scrapes never wait for the loop, and see at most this old a
@@ -145,14 +145,15 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
     systemd::ready(&d.status_line());
     info!("nginx-ha running: {} instance(s)", d.instance_count());
 
+    let mut alarm = alarm::Alarm::default();
     loop {
-        let wake = d.next_wake();
+        alarm.set(d.next_wake());
         tokio::select! {
             Some((key, pkt)) = pkt_rx.recv() => d.on_packet(key, pkt).await,
             Some(ev) = net_events.recv() => d.on_net_event(ev).await,
             Some(ev) = health_rx.recv() => d.on_health(ev).await,
             Some(req) = ctl_rx.recv() => d.on_control(req).await,
-            _ = sleep_until_opt(wake) => d.on_timers().await,
+            _ = alarm.wait() => d.on_timers().await,
             _ = async { watchdog.as_mut().map(|w| w.tick()).expect("guarded").await }, if watchdog.is_some() => {
                 systemd::watchdog();
             }
@@ -190,11 +191,4 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
         _ => {}
     }
     Ok(())
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
 }
