@@ -69,7 +69,21 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
         .enable_all()
         .build()
         .map_err(io_err("tokio runtime"))?;
-    rt.block_on(run_async(opts))
+    // The loop runs as a task, not as block_on's own future: the scheduler
+    // runs a woken task at once, but polls a woken block_on future only
+    // after one more (zero-timeout) epoll_wait — a syscall more for every
+    // advert a backup receives, since the socket readers are tasks that
+    // wake the loop.
+    rt.block_on(async {
+        match tokio::spawn(run_async(opts)).await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(DaemonError::Io {
+                what: "event loop".into(),
+                source: std::io::Error::other(e),
+            }),
+        }
+    })
 }
 
 /// Creates the runtime and state directories (owned by the user the
