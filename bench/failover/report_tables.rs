@@ -20,6 +20,13 @@ fn cpu_pct(r: Option<&SetupResult>, role: usize) -> Option<f64> {
     Some((fp.cpu_own_s[role] + fp.cpu_children_s[role]) / fp.window.as_secs_f64() * 100.0)
 }
 
+fn wakeups(r: Option<&SetupResult>, role: usize) -> String {
+    r.and_then(|r| r.footprint.as_ref())
+        .map_or("–".into(), |fp| {
+            format!("{:.0}", fp.wakeups[role] as f64 / fp.window.as_secs_f64())
+        })
+}
+
 fn garp_cell(r: Option<&SetupResult>) -> String {
     match r
         .and_then(|r| r.samples.get(&GARP))
@@ -71,7 +78,11 @@ pub fn write_issue15(m: &mut String, rep: &Report) {
     );
     let _ = writeln!(
         m,
-        "| profile (adverts) | role | nginx-ha | keepalived | verdict (≤ keepalived) |\n|---|---|---|---|---|"
+        "Wake-ups/s = voluntary context switches per second (/proc/PID/status, all the daemon's processes): a count, not swayed by other load the way CPU time is.\n"
+    );
+    let _ = writeln!(
+        m,
+        "| profile (adverts) | role | nginx-ha | keepalived | verdict (≤ keepalived) | wake-ups/s nginx-ha | wake-ups/s keepalived |\n|---|---|---|---|---|---|---|"
     );
     for (p, rs) in &rep.results {
         let (nh, ka) = pair(rs);
@@ -83,12 +94,14 @@ pub fn write_issue15(m: &mut String, rep: &Report) {
             let pc = |x: Option<f64>| x.map_or("–".into(), |x| format!("{x:.2}"));
             let _ = writeln!(
                 m,
-                "| {} ({} ms) | {role} | {} | {} | {} |",
+                "| {} ({} ms) | {role} | {} | {} | {} | {} | {} |",
                 p.name(),
                 p.advert().as_millis(),
                 pc(a),
                 pc(b),
-                verdict(a.zip(b).map(|(a, b)| a <= b))
+                verdict(a.zip(b).map(|(a, b)| a <= b)),
+                wakeups(nh, k),
+                wakeups(ka, k)
             );
         }
     }

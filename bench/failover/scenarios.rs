@@ -3,7 +3,9 @@
 
 use crate::garp::{ArpCapture, mac_of};
 use crate::lab::{Lab, children_of, http_get, in_netns, ms};
-use crate::setups::{Daemon, Pair, Setup, cpu_delta, keepalived_conf, rss_kib, tree, tree_cpu};
+use crate::setups::{
+    Daemon, Pair, Setup, cpu_delta, keepalived_conf, rss_kib, tree, tree_cpu, tree_wakeups,
+};
 use crate::{Opts, POLL_EVERY, REQ_TIMEOUT, VIP, jitter, loadavg, msf, vip};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -255,12 +257,17 @@ pub struct Footprint {
     pub procs: [usize; 2],
     pub cpu_own_s: [f64; 2],
     pub cpu_children_s: [f64; 2],
+    /// Voluntary context switches (the daemon went to sleep and was woken)
+    /// over the window: a count, unlike CPU time not swayed by a busy
+    /// machine.
+    pub wakeups: [u64; 2],
 }
 
 pub fn footprint(p: &Pair, window: Duration) -> Footprint {
     eprintln!("  footprint: {window:?} idle");
     let roots = [p.daemon_pid(0).unwrap_or(0), p.daemon_pid(1).unwrap_or(0)];
     let before = roots.map(tree_cpu);
+    let sw0 = roots.map(tree_wakeups);
     let start = Instant::now();
     let mut sums = [0u64; 2];
     let mut n = 0u64;
@@ -280,10 +287,12 @@ pub fn footprint(p: &Pair, window: Duration) -> Footprint {
         std::thread::sleep(ms(1000).min(window.saturating_sub(start.elapsed())));
     }
     let after = roots.map(tree_cpu);
+    let sw1 = roots.map(tree_wakeups);
     for k in 0..2 {
         let (own, kids) = cpu_delta(&before[k], &after[k]);
         fp.cpu_own_s[k] = own;
         fp.cpu_children_s[k] = kids;
+        fp.wakeups[k] = sw1[k].saturating_sub(sw0[k]);
         fp.rss_mean_kib[k] = sums[k] as f64 / n.max(1) as f64;
     }
     fp

@@ -63,6 +63,20 @@ pub fn tree_cpu(root: u32) -> BTreeMap<u32, (f64, f64)> {
     tree(root).into_iter().map(|p| (p, cpu_of(p))).collect()
 }
 
+/// Voluntary context switches of a process tree (threads included).
+pub fn tree_wakeups(root: u32) -> u64 {
+    tree(root)
+        .into_iter()
+        .filter_map(|p| fs::read_to_string(format!("/proc/{p}/status")).ok())
+        .filter_map(|s| {
+            s.lines()
+                .find(|l| l.starts_with("voluntary_ctxt_switches:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .sum()
+}
+
 pub fn cpu_delta(a: &BTreeMap<u32, (f64, f64)>, b: &BTreeMap<u32, (f64, f64)>) -> (f64, f64) {
     let mut own = 0.0;
     let mut kids = 0.0;

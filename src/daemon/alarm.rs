@@ -48,3 +48,34 @@ impl Alarm {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::timeout;
+
+    #[tokio::test]
+    async fn fires_at_the_deadline_it_was_moved_to_and_never_without_one() {
+        let mut a = Alarm::default();
+        let t0 = Instant::now();
+        a.set(Some(t0 + Duration::from_secs(60)));
+        // Moved earlier, then later again: the last deadline counts.
+        a.set(Some(t0 + Duration::from_millis(5)));
+        a.set(Some(t0 + Duration::from_millis(30)));
+        timeout(Duration::from_secs(5), a.wait())
+            .await
+            .expect("fires");
+        assert!(t0.elapsed() >= Duration::from_millis(30));
+        // Fired and set to the same deadline again: still due (the loop
+        // must not sleep past a deadline the node has not dealt with).
+        a.set(Some(t0 + Duration::from_millis(30)));
+        timeout(Duration::from_millis(500), a.wait())
+            .await
+            .expect("still due");
+        a.set(None);
+        assert!(
+            timeout(Duration::from_millis(50), a.wait()).await.is_err(),
+            "nothing due, nothing fires"
+        );
+    }
+}
