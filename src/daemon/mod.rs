@@ -28,6 +28,10 @@ use tokio::sync::mpsc;
 /// endpoint: scrapes never wait for the loop, and see at most this old a
 /// state.
 const METRICS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+/// The least room in the queue from the socket readers to the loop.
+const PKT_QUEUE: usize = 1024;
+/// Netlink events handled in one go (their address reads coalesced).
+const NET_BATCH: usize = 256;
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -134,7 +138,10 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
     let mut metrics_tick = tokio::time::interval(METRICS_EVERY);
     metrics_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-    let (pkt_tx, mut pkt_rx) = mpsc::channel(1024);
+    // Room for a Master_Down_Interval of every instance's adverts at
+    // 100 ms (3.6 each), so that a burst of work (a thousand VIPs moving)
+    // does not drop adverts and time out masters that are alive.
+    let (pkt_tx, mut pkt_rx) = mpsc::channel(PKT_QUEUE.max(4 * plans.len()));
     let (health_tx, mut health_rx) = mpsc::unbounded_channel();
     let (ctl_tx, mut ctl_rx) = mpsc::channel(16);
     let mut d = Daemon::new(opts.clone(), decl, net, pkt_tx, health_tx);
@@ -164,7 +171,18 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
         alarm.set(d.next_wake());
         tokio::select! {
             Some((key, pkt)) = pkt_rx.recv() => d.on_packet(key, pkt).await,
-            Some(ev) = net_events.recv() => d.on_net_event(ev).await,
+            Some(ev) = net_events.recv() => {
+                // Whatever else is queued too, so that a burst of address
+                // changes (a thousand VIPs moving) costs one read of each
+                // interface's addresses, not one per change.
+                let mut batch = vec![ev];
+                while batch.len() < NET_BATCH
+                    && let Ok(ev) = net_events.try_recv()
+                {
+                    batch.push(ev);
+                }
+                d.on_net_events(batch).await;
+            }
             Some(ev) = health_rx.recv() => d.on_health(ev).await,
             Some(req) = ctl_rx.recv() => d.on_control(req).await,
             _ = alarm.wait() => d.on_timers().await,

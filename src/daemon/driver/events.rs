@@ -29,12 +29,26 @@ impl Daemon {
         self.feed(ev).await;
     }
 
-    pub async fn on_net_event(&mut self, ev: NetEvent) {
-        match ev {
-            NetEvent::Link(l) => self.feed(Event::Link(l)).await,
-            NetEvent::LinkGone { index, name } => self.feed(Event::LinkGone { index, name }).await,
-            NetEvent::Addresses(index) => self.read_addresses(index).await,
-            NetEvent::Resync => self.resync().await,
+    /// Netlink events in order, except that the addresses of each
+    /// interface are read once, after the rest: a read returns the
+    /// addresses as they are now, so one read answers every change before
+    /// it (and VIPs moving by the hundred change them by the hundred).
+    pub async fn on_net_events(&mut self, batch: Vec<NetEvent>) {
+        let mut reread = std::collections::BTreeSet::new();
+        for ev in batch {
+            match ev {
+                NetEvent::Link(l) => self.feed(Event::Link(l)).await,
+                NetEvent::LinkGone { index, name } => {
+                    self.feed(Event::LinkGone { index, name }).await
+                }
+                NetEvent::Addresses(index) => {
+                    reread.insert(index);
+                }
+                NetEvent::Resync => self.resync().await,
+            }
+        }
+        for index in reread {
+            self.read_addresses(index).await;
         }
     }
 

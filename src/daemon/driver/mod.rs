@@ -48,6 +48,8 @@ pub struct Daemon {
     rx_dropped: Drops,
     /// Adverts the reader tasks dropped because the loop was behind.
     overflow: Arc<AtomicU64>,
+    /// A transition happened: STATUS to be sent after the event.
+    status_due: bool,
 }
 
 /// The configured checks by name, with their weights.
@@ -86,6 +88,7 @@ impl Daemon {
             hooks: Hooks::start(),
             rx_dropped: Drops::default(),
             overflow: Arc::new(AtomicU64::new(0)),
+            status_due: false,
         }
     }
 
@@ -134,6 +137,9 @@ impl Daemon {
         let cmds = self.node.handle(self.now(), ev);
         // Only start-up treats an unopenable socket as fatal.
         let _ = self.execute(cmds, false).await;
+        if std::mem::take(&mut self.status_due) {
+            self.report_status();
+        }
     }
 
     /// Opens the VRRP socket (with its readers) and the announcer an
@@ -177,8 +183,13 @@ impl Daemon {
         Ok(())
     }
 
+    /// The STATUS line covers every instance: built only for a systemd
+    /// that listens, and once per event rather than per transition (a
+    /// thousand instances moving made that quadratic).
     fn report_status(&self) {
-        systemd::status(&self.node.status_line());
+        if systemd::active() {
+            systemd::status(&self.node.status_line());
+        }
     }
 
     pub fn status_line(&self) -> String {
