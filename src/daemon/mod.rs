@@ -186,6 +186,7 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
             Some(ev) = health_rx.recv() => d.on_health(ev).await,
             Some(req) = ctl_rx.recv() => d.on_control(req).await,
             _ = alarm.wait() => d.on_timers().await,
+            _ = sleep_until_opt(d.addr_read_due()) => d.read_pending_addresses().await,
             _ = async { watchdog.as_mut().map(|w| w.tick()).expect("guarded").await }, if watchdog.is_some() => {
                 systemd::watchdog();
             }
@@ -223,4 +224,11 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
         _ => {}
     }
     Ok(())
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
 }

@@ -50,7 +50,15 @@ pub struct Daemon {
     overflow: Arc<AtomicU64>,
     /// A transition happened: STATUS to be sent after the event.
     status_due: bool,
+    /// Interfaces whose addresses changed and are to be read again.
+    addr_pending: std::collections::BTreeSet<u32>,
+    addr_read_last: Option<Instant>,
 }
+
+/// The least time between two reads of the interfaces' addresses: a
+/// change right after a read waits this long at most; a storm of them
+/// costs at most one read per interface per gap.
+const ADDR_READ_GAP: Duration = Duration::from_millis(20);
 
 /// The configured checks by name, with their weights.
 fn check_weights(d: &Declaration) -> BTreeMap<String, i64> {
@@ -89,6 +97,8 @@ impl Daemon {
             rx_dropped: Drops::default(),
             overflow: Arc::new(AtomicU64::new(0)),
             status_due: false,
+            addr_pending: std::collections::BTreeSet::new(),
+            addr_read_last: None,
         }
     }
 
