@@ -316,3 +316,81 @@ fn maintenance_hands_over_and_back() {
     s.run_until(Duration::from_secs(5));
     assert_eq!((s.holders.clone(), s.arp), (BTreeSet::from([0]), Some(0)));
 }
+
+/// The adverts a master sends, (source, bytes), running its timers for
+/// `span` from `*t`.
+fn run_sends(m: &mut Member, t: &mut Duration, span: Duration) -> Vec<(IpAddr, IpAddr, Vec<u8>)> {
+    let end = *t + span;
+    let mut out = Vec::new();
+    while let Some(at) = m.node.poll_timeout().filter(|at| *at <= end) {
+        *t = at.max(*t);
+        for c in m.node.handle(*t, Event::Timer) {
+            if let Command::Send {
+                src, dst, bytes, ..
+            } = c
+            {
+                out.push((src, dst, bytes));
+            }
+        }
+    }
+    *t = end;
+    out
+}
+
+/// Adverts are built once and sent again as long as nothing in them
+/// changes (issue 15: less work per advert); a new source address, whose
+/// checksum differs, must still reach the wire in adverts built anew.
+#[test]
+fn adverts_are_rebuilt_for_a_new_source_address() {
+    let mut m = node(0, 150, "100ms");
+    let mut t = Duration::ZERO;
+    m.node.handle(t, Event::Start);
+    m.node.handle(
+        t,
+        Event::Verdict {
+            check: "nginx".into(),
+            healthy: true,
+            detail: "ok".into(),
+        },
+    );
+    let valid = |sends: &[(IpAddr, IpAddr, Vec<u8>)]| {
+        sends.iter().all(|(src, dst, bytes)| {
+            let meta = IpMeta {
+                src: *src,
+                dst: *dst,
+                ttl: 255,
+            };
+            Advert::decode(bytes, meta).is_ok()
+        })
+    };
+    let before = run_sends(&mut m, &mut t, 2000 * MS);
+    assert!(before.len() > 5, "a master that advertises: {before:?}");
+    assert!(before.iter().all(|s| s.0 == addr(0)) && valid(&before));
+
+    // The interface is re-created with another address.
+    let moved = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 50));
+    let link = LinkInfo {
+        index: 3,
+        name: "eth1".into(),
+        up: true,
+        mac: Some([2, 0, 0, 0, 0, 9]),
+    };
+    for ev in [
+        Event::LinkGone {
+            index: 2,
+            name: "eth1".into(),
+        },
+        Event::Link(link),
+        Event::Addresses {
+            index: 3,
+            addrs: vec![(moved, 24)],
+        },
+    ] {
+        m.node.handle(t, ev);
+        run_sends(&mut m, &mut t, 100 * MS);
+    }
+    let after = run_sends(&mut m, &mut t, 2000 * MS);
+    let last = after.last().expect("adverts again from the new address");
+    assert_eq!(last.0, moved);
+    assert!(valid(&after), "every advert checksummed for its source");
+}

@@ -13,7 +13,7 @@
 //! is measured).
 
 use crate::msf;
-use crate::scenarios::daemon_bin;
+use crate::setups::daemon_bin;
 use nginx_ha_lab as lab;
 
 use lab::{Lab, VIP, in_netns, vip, wait_for};

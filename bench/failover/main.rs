@@ -1,5 +1,7 @@
-//! Side-by-side benchmark of nginx-ha and Debian's keepalived (issue 7):
-//! failover time and failed requests, footprint, and scale, in the
+//! Side-by-side benchmark of nginx-ha and Debian's keepalived (issues 7
+//! and 15): failover and failback time and failed requests (scenarios A-E)
+//! in three advert profiles (1 s, 100 ms, 10 ms; nginx-ha at its default
+//! check settings), kill-to-GARP on the wire, footprint, and scale, in the
 //! network-namespace lab (real nginx, a client polling the VIP every 10 ms).
 //! Writes its own Markdown report.
 //!
@@ -8,19 +10,24 @@
 //!     sudo scripts/bench                 # N=10, 60 s windows, BENCHMARKS.md
 //!     sudo scripts/bench --quick         # 1 run, 10 s windows
 //!     target/release/examples/failover --runs 5 --out /tmp/b.md --sections failover
+//!     target/release/examples/failover --quick --profiles fastest --sections failover,footprint
+//!     target/release/examples/failover --quick --sections scale --scale 1000 --scale-window 600
 //!
 //! Not a test and not run by CI's test suite.
 
+mod garp;
 mod jitter;
 mod report;
+mod report_tables;
+mod scale;
 mod scenarios;
+mod setups;
 
 use nginx_ha_lab as lab;
 use report::{Report, write_report};
-use scenarios::{
-    Daemon, KaCheck, Profile, SCENARIOS, Setup, daemon_bin, run_scale, run_setup, scale_keepalived,
-    scale_nginx_ha, scale_plan,
-};
+use scale::{run_scale, scale_keepalived, scale_nginx_ha, scale_plan};
+use scenarios::{SCENARIOS, run_setup};
+use setups::{Daemon, KaCheck, Profile, Setup, daemon_bin};
 
 use lab::{Lab, VIP, vip};
 use std::fs;
@@ -66,6 +73,11 @@ pub struct Opts {
     pub out: PathBuf,
     pub window: Duration,
     pub sections: Vec<String>,
+    pub profiles: Vec<Profile>,
+    /// Instance counts of the scale section.
+    pub scale_n: Vec<usize>,
+    /// The scale section's window (default: --window).
+    pub scale_window: Option<Duration>,
     pub max_load: f64,
     pub load_wait: Duration,
 }
@@ -82,6 +94,9 @@ pub fn parse_args() -> Opts {
             "scale".into(),
             "jitter".into(),
         ],
+        profiles: Profile::ALL.to_vec(),
+        scale_n: vec![1, 50, 200, 1000],
+        scale_window: None,
         max_load: 1.5,
         load_wait: Duration::from_secs(300),
     };
@@ -107,6 +122,28 @@ pub fn parse_args() -> Opts {
                 ))
             }
             "--sections" => o.sections = val("--sections").split(',').map(str::to_string).collect(),
+            "--profiles" => {
+                o.profiles = val("--profiles")
+                    .split(',')
+                    .map(|p| {
+                        Profile::parse(p)
+                            .unwrap_or_else(|| usage("--profiles textbook,fast,fastest"))
+                    })
+                    .collect()
+            }
+            "--scale" => {
+                o.scale_n = val("--scale")
+                    .split(',')
+                    .map(|n| n.parse().unwrap_or_else(|_| usage("--scale N,N,...")))
+                    .collect()
+            }
+            "--scale-window" => {
+                o.scale_window = Some(Duration::from_secs(
+                    val("--scale-window")
+                        .parse()
+                        .unwrap_or_else(|_| usage("--scale-window SECONDS")),
+                ))
+            }
             "--max-load" => {
                 o.max_load = val("--max-load")
                     .parse()
@@ -139,6 +176,12 @@ pub fn parse_args() -> Opts {
     if o.runs == 0 {
         usage("--runs must be at least 1");
     }
+    if o.scale_n
+        .iter()
+        .any(|&n| n == 0 || n > scale::MAX_INSTANCES)
+    {
+        usage(&format!("--scale: 1 to {} instances", scale::MAX_INSTANCES));
+    }
     o
 }
 
@@ -148,7 +191,9 @@ pub fn usage(msg: &str) -> ! {
     }
     eprintln!(
         "usage: failover [--runs N (10)] [--quick] [--out FILE (BENCHMARKS.md)] [--window SECONDS (60)]\n\
-         \x20               [--sections failover,footprint,scale,jitter] [--max-load X (1.5)] [--load-wait SECONDS (300)]"
+         \x20               [--sections failover,footprint,scale,jitter] [--profiles textbook,fast,fastest]\n\
+         \x20               [--scale 1,50,200,1000 (instance counts)] [--scale-window SECONDS (--window)]\n\
+         \x20               [--max-load X (1.5)] [--load-wait SECONDS (300)]"
     );
     std::process::exit(2)
 }
@@ -240,7 +285,7 @@ fn main() {
             Vec::new()
         };
         let fp = want("footprint");
-        for prof in [Profile::Textbook, Profile::Fast] {
+        for prof in o.profiles.clone() {
             let mut rs = Vec::new();
             let nh = Setup {
                 daemon: Daemon::NginxHa,
@@ -249,6 +294,15 @@ fn main() {
             };
             rs.push(run_setup(nh, &o, &scen, fp));
             match prof {
+                // 10 ms adverts: keepalived's quickest tracker only.
+                Profile::Fastest => {
+                    let tp = Setup {
+                        daemon: Daemon::Keepalived,
+                        profile: prof,
+                        ka: KaCheck::TrackProcess,
+                    };
+                    rs.push(run_setup(tp, &o, &scen, fp));
+                }
                 Profile::Textbook => {
                     let ka = Setup {
                         daemon: Daemon::Keepalived,
@@ -290,12 +344,15 @@ fn main() {
             rep.results.push((prof, rs));
         }
         rep.notes.push("keepalived textbook: `weight -60` instead of the recipe's -20 so that a failing check takes priority 150 below the backup's 100 (with 150/100, -20 would never fail over); keepalived's defaults rise 1 / fall 1 (nginx-ha's defaults are rise 2 / fall 2).".into());
-        rep.notes.push("keepalived fast: `vrrp_track_process` needs keepalived's own `-s <netns>` (under `ip netns exec` the netlink process connector is missing). All lab nodes share one PID namespace, so `process nginx` would count every node's nginx (and other nginx on the machine): each node's nginx runs through a symlink with a name of its own (`ngx<pid>n<node>`) and keepalived tracks that name (comm). Matching by command line instead (`process /usr/sbin/nginx -p DIR ...`) is unreliable with nginx: keepalived reads the command line at exec time and at its own start, and nginx rewrites it (`nginx: master process ...`) right after exec, so a restarted keepalived or a restarted nginx was not matched. `weight 0` (FAULT) in the fast profile for both trackers: leaving MASTER sends priority 0, the quickest handover keepalived has.".into());
+        rep.notes.push("nginx-ha runs at its default check settings in every profile (interval 1s, timeout 500ms, rise 2, fall 2, weight 0); only advertInterval differs (1s / 100ms / 10ms). Before issue 15 the fast profile set interval 100ms, timeout 50ms.".into());
+        rep.notes.push("kill-to-GARP (table G): the clocks are read after the nginx PIDs are found, right before the first kill(2); the GARP (sender = target = VIP, from node1's MAC) is seen by an AF_PACKET socket in the client's namespace and stamped by the kernel (SO_TIMESTAMPNS).".into());
+        rep.notes.push("keepalived fast and fastest: `vrrp_track_process` needs keepalived's own `-s <netns>` (under `ip netns exec` the netlink process connector is missing). All lab nodes share one PID namespace, so `process nginx` would count every node's nginx (and other nginx on the machine): each node's nginx runs through a symlink with a name of its own (`ngx<pid>n<node>`) and keepalived tracks that name (comm). Matching by command line instead (`process /usr/sbin/nginx -p DIR ...`) is unreliable with nginx: keepalived reads the command line at exec time and at its own start, and nginx rewrites it (`nginx: master process ...`) right after exec, so a restarted keepalived or a restarted nginx was not matched. `weight 0` (FAULT) in the fast profile for both trackers: leaving MASTER sends priority 0, the quickest handover keepalived has.".into());
     }
     if want("scale") {
-        for n in [1usize, 50, 200] {
+        let window = o.scale_window.unwrap_or(o.window);
+        for &n in &o.scale_n {
             for d in [Daemon::NginxHa, Daemon::Keepalived] {
-                rep.scale.push(run_scale(d, n, o.window));
+                rep.scale.push(run_scale(d, n, window));
             }
         }
         // Show the first two instances of each daemon's config.
@@ -305,7 +362,11 @@ fn main() {
             let d = scale_nginx_ha(&lab, 0, &plan);
             serde_json::to_string_pretty(&d).unwrap_or_default()
         };
-        rep.scale_configs.push(("node0 nginx-ha.json, first 2 of N instances (instance j: interface eth(j%6/2), IPv6 if j%2, VRID j/6+1)".into(), lab_decl));
+        rep.scale_configs.push((
+            "node0 nginx-ha.json, first 2 of N instances (instance j: see the scale section)"
+                .into(),
+            lab_decl,
+        ));
         rep.scale_configs.push((
             "node0 keepalived.conf, first 2 of N instances".into(),
             scale_keepalived(0, &scale_plan(2)),

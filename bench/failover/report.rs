@@ -1,7 +1,9 @@
 //! The Markdown report (BENCHMARKS.md): statistics over the runs, the
 //! verdicts against issue 7's targets, and the configs used.
 
-use crate::scenarios::{Profile, SCENARIOS, ScaleResult, SetupResult};
+use crate::scale::{IFACES, ScaleResult};
+use crate::scenarios::{SCENARIOS, SetupResult};
+use crate::setups::Profile;
 use crate::{Opts, REQ_TIMEOUT, VIP, cmd_out, loadavg, msf};
 use std::fmt::Write as _;
 use std::fs;
@@ -170,7 +172,7 @@ pub fn write_report(rep: &Report) -> String {
     let _ = writeln!(m, "### Ratios nginx-ha / keepalived (medians, same run)\n");
     let _ = writeln!(
         m,
-        "| profile | keepalived baseline | A time | A failed | B time | C time | D time |\n|---|---|---|---|---|---|---|"
+        "| profile | keepalived baseline | A time | A failed | B time | C time | D time | E time |\n|---|---|---|---|---|---|---|---|"
     );
     for (prof, rs) in &rep.results {
         let Some(nh) = rs.iter().find(|r| r.label.starts_with("nginx-ha")) else {
@@ -179,7 +181,7 @@ pub fn write_report(rep: &Report) -> String {
         for ka in rs.iter().filter(|r| r.label.starts_with("keepalived")) {
             let _ = writeln!(
                 m,
-                "| {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
                 prof.name(),
                 ka.label,
                 ratio(median_of(nh, 'A'), median_of(ka, 'A')),
@@ -187,10 +189,13 @@ pub fn write_report(rep: &Report) -> String {
                 ratio(median_of(nh, 'B'), median_of(ka, 'B')),
                 ratio(median_of(nh, 'C'), median_of(ka, 'C')),
                 ratio(median_of(nh, 'D'), median_of(ka, 'D')),
+                ratio(median_of(nh, 'E'), median_of(ka, 'E')),
             );
         }
     }
     let _ = writeln!(m);
+
+    crate::report_tables::write_issue15(&mut m, rep);
 
     // ---- footprint
     let _ = writeln!(m, "## Footprint (idle, {} s)\n", o.window.as_secs());
@@ -233,11 +238,12 @@ pub fn write_report(rep: &Report) -> String {
         let _ = writeln!(
             m,
             "## Scale (VRRPv3, 100 ms adverts, {} s)\n",
-            o.window.as_secs()
+            o.scale_window.unwrap_or(o.window).as_secs()
         );
         let _ = writeln!(
             m,
-            "Instances spread over 3 interfaces (eth0-eth2, each on its own bridge) × IPv4/IPv6; node0 priority 150 (master of all), node1 100. Adverts counted on the wire by nft counters in the bridge namespace (prerouting, per ingress port), the same way for both daemons; nginx-ha's own `status --json` advertsSent alongside. No health checks in this part (VRRP only). Spurious transitions = state changes logged by either node during the window (must be 0).\n"
+            "Instances spread over {IFACES} interfaces (eth0-eth{}, each on its own bridge) × IPv4/IPv6 (instance j: eth(j%12/2), IPv6 if j odd, VRID j/12+1; IPv4 VIPs /32); node0 priority 150 (master of all), node1 100. Adverts counted on the wire by nft counters in the bridge namespace (prerouting, per ingress port), the same way for both daemons; nginx-ha's own `status --json` advertsSent alongside. No health checks in this part (VRRP only). Spurious transitions = state changes logged by either node during the window (must be 0). On time: sent/expected ≥ 0.999.\n",
+            IFACES - 1
         );
         let _ = writeln!(
             m,

@@ -2,6 +2,7 @@
 //! socket reads, timers, link events, health verdicts, signals and control
 //! requests into core inputs, and carries out the actions the core returns.
 
+mod alarm;
 pub mod control;
 mod driver;
 mod hooks;
@@ -22,12 +23,15 @@ use setup::SetupError;
 use std::path::PathBuf;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 /// How often the loop publishes a status snapshot for the metrics
 /// endpoint: scrapes never wait for the loop, and see at most this old a
 /// state.
 const METRICS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+/// The least room in the queue from the socket readers to the loop.
+const PKT_QUEUE: usize = 1024;
+/// Netlink events handled in one go (their address reads coalesced).
+const NET_BATCH: usize = 256;
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -69,7 +73,21 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
         .enable_all()
         .build()
         .map_err(io_err("tokio runtime"))?;
-    rt.block_on(run_async(opts))
+    // The loop runs as a task, not as block_on's own future: the scheduler
+    // runs a woken task at once, but polls a woken block_on future only
+    // after one more (zero-timeout) epoll_wait — a syscall more for every
+    // advert a backup receives, since the socket readers are tasks that
+    // wake the loop.
+    rt.block_on(async {
+        match tokio::spawn(run_async(opts)).await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(DaemonError::Io {
+                what: "event loop".into(),
+                source: std::io::Error::other(e),
+            }),
+        }
+    })
 }
 
 /// Creates the runtime and state directories (owned by the user the
@@ -111,7 +129,10 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
     let mut metrics_tick = tokio::time::interval(METRICS_EVERY);
     metrics_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-    let (pkt_tx, mut pkt_rx) = mpsc::channel(1024);
+    // Room for a Master_Down_Interval of every instance's adverts at
+    // 100 ms (3.6 each), so that a burst of work (a thousand VIPs moving)
+    // does not drop adverts and time out masters that are alive.
+    let (pkt_tx, mut pkt_rx) = mpsc::channel(PKT_QUEUE.max(4 * plans.len()));
     let (health_tx, mut health_rx) = mpsc::unbounded_channel();
     let (ctl_tx, mut ctl_rx) = mpsc::channel(16);
     let mut d = Daemon::new(opts.clone(), decl, net, pkt_tx, health_tx);
@@ -144,14 +165,27 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
         if d.has_anycast() { ", anycast" } else { "" }
     );
 
+    let mut alarm = alarm::Alarm::default();
     loop {
-        let wake = d.next_wake();
+        alarm.set(d.next_wake());
         tokio::select! {
             Some((key, pkt)) = pkt_rx.recv() => d.on_packet(key, pkt).await,
-            Some(ev) = net_events.recv() => d.on_net_event(ev).await,
+            Some(ev) = net_events.recv() => {
+                // Whatever else is queued too, so that a burst of address
+                // changes (a thousand VIPs moving) costs one read of each
+                // interface's addresses, not one per change.
+                let mut batch = vec![ev];
+                while batch.len() < NET_BATCH
+                    && let Ok(ev) = net_events.try_recv()
+                {
+                    batch.push(ev);
+                }
+                d.on_net_events(batch).await;
+            }
             Some(ev) = health_rx.recv() => d.on_health(ev).await,
             Some(req) = ctl_rx.recv() => d.on_control(req).await,
-            _ = sleep_until_opt(wake) => d.on_timers().await,
+            _ = alarm.wait() => d.on_timers().await,
+            _ = sleep_until_opt(d.addr_read_due()) => d.read_pending_addresses().await,
             _ = async { watchdog.as_mut().map(|w| w.tick()).expect("guarded").await }, if watchdog.is_some() => {
                 systemd::watchdog();
             }
@@ -193,7 +227,7 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
     Ok(())
 }
 
-async fn sleep_until_opt(at: Option<Instant>) {
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,

@@ -6,8 +6,14 @@ use log::warn;
 use sd_notify::NotifyState;
 use std::time::Duration;
 
+/// Whether systemd listens (read once: the environment does not change).
+pub fn active() -> bool {
+    static ACTIVE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ACTIVE.get_or_init(|| std::env::var_os("NOTIFY_SOCKET").is_some())
+}
+
 fn send(states: &[NotifyState]) {
-    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+    if !active() {
         return;
     }
     if let Err(e) = sd_notify::notify(states) {

@@ -14,6 +14,7 @@ use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
+use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 pub struct VrrpSocket {
@@ -78,9 +79,11 @@ impl VrrpSocket {
         setsockopt(&s, sockopt::RxqOvfl, &1)?;
         // tokio has no safe way to register an fd (AsyncFd::new is
         // deprecated as unsound), so every AsyncFd in the crate is made so.
+        // Readable only: sends go straight to sendmsg, and write interest
+        // would wake the driver with an EPOLLOUT after every advert.
         // SAFETY: the Socket owns its fd, and AsyncFd keeps it (and so the
         // fd) alive and unchanged until it deregisters on drop.
-        let fd = unsafe { AsyncFd::register(s)? };
+        let fd = unsafe { AsyncFd::register_with_interest(s, Interest::READABLE)? };
         Ok(VrrpSocket {
             fd,
             ifindex,
@@ -202,7 +205,7 @@ impl AhSocket {
         s.set_nonblocking(true)?;
         s.bind_device(Some(ifname.as_bytes()))?;
         // SAFETY: as for VrrpSocket::open.
-        let fd = unsafe { AsyncFd::register(s)? };
+        let fd = unsafe { AsyncFd::register_with_interest(s, Interest::READABLE)? };
         Ok(AhSocket { fd })
     }
 

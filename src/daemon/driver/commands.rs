@@ -166,6 +166,6 @@ impl Daemon {
             priority: prio,
             timeout: n.timeout.as_duration(),
         });
-        self.report_status();
+        self.status_due = true;
     }
 }

@@ -29,12 +29,48 @@ impl Daemon {
         self.feed(ev).await;
     }
 
-    pub async fn on_net_event(&mut self, ev: NetEvent) {
-        match ev {
-            NetEvent::Link(l) => self.feed(Event::Link(l)).await,
-            NetEvent::LinkGone { index, name } => self.feed(Event::LinkGone { index, name }).await,
-            NetEvent::Addresses(index) => self.read_addresses(index).await,
-            NetEvent::Resync => self.resync().await,
+    /// Netlink events in order, except that address changes only mark
+    /// their interface for a read (`read_pending_addresses`): a read
+    /// returns the addresses as they are now, so one answers every change
+    /// before it, and VIPs moving by the hundred change them by the
+    /// hundred.
+    pub async fn on_net_events(&mut self, batch: Vec<NetEvent>) {
+        for ev in batch {
+            match ev {
+                NetEvent::Link(l) => self.feed(Event::Link(l)).await,
+                NetEvent::LinkGone { index, name } => {
+                    self.feed(Event::LinkGone { index, name }).await
+                }
+                NetEvent::Addresses(index) => {
+                    self.addr_pending.insert(index);
+                }
+                NetEvent::Resync => self.resync().await,
+            }
+        }
+        self.read_pending_addresses().await;
+    }
+
+    /// When the marked interfaces' addresses are to be read (None: none
+    /// marked). At once, unless a read happened less than
+    /// `ADDR_READ_GAP` ago: during a storm of changes, reads are spaced,
+    /// not one per change.
+    pub fn addr_read_due(&self) -> Option<Instant> {
+        if self.addr_pending.is_empty() {
+            return None;
+        }
+        Some(
+            self.addr_read_last
+                .map_or_else(Instant::now, |t| t + ADDR_READ_GAP),
+        )
+    }
+
+    pub async fn read_pending_addresses(&mut self) {
+        if self.addr_read_due().is_none_or(|t| t > Instant::now()) {
+            return;
+        }
+        self.addr_read_last = Some(Instant::now());
+        for index in std::mem::take(&mut self.addr_pending) {
+            self.read_addresses(index).await;
         }
     }
 

@@ -54,7 +54,17 @@ pub struct Daemon {
     anycast: Option<crate::anycast::Handle>,
     /// The metrics endpoint, while `metrics.listen` is set.
     metrics: Option<metrics::Publisher>,
+    /// A transition happened: STATUS to be sent after the event.
+    status_due: bool,
+    /// Interfaces whose addresses changed and are to be read again.
+    addr_pending: std::collections::BTreeSet<u32>,
+    addr_read_last: Option<Instant>,
 }
+
+/// The least time between two reads of the interfaces' addresses: a
+/// change right after a read waits this long at most; a storm of them
+/// costs at most one read per interface per gap.
+const ADDR_READ_GAP: Duration = Duration::from_millis(20);
 
 /// The configured checks by name, with their weights.
 fn check_weights(d: &Declaration) -> BTreeMap<String, i64> {
@@ -94,6 +104,9 @@ impl Daemon {
             overflow: Arc::new(AtomicU64::new(0)),
             anycast: None,
             metrics: None,
+            status_due: false,
+            addr_pending: std::collections::BTreeSet::new(),
+            addr_read_last: None,
         }
     }
 
@@ -207,6 +220,9 @@ impl Daemon {
         let cmds = self.node.handle(self.now(), ev);
         // Only start-up treats an unopenable socket as fatal.
         let _ = self.execute(cmds, false).await;
+        if std::mem::take(&mut self.status_due) {
+            self.report_status();
+        }
     }
 
     /// Opens the VRRP socket (with its readers) and the announcer an
@@ -250,8 +266,13 @@ impl Daemon {
         Ok(())
     }
 
+    /// The STATUS line covers every instance: built only for a systemd
+    /// that listens, and once per event rather than per transition (a
+    /// thousand instances moving made that quadratic).
     fn report_status(&self) {
-        systemd::status(&self.node.status_line());
+        if systemd::active() {
+            systemd::status(&self.node.status_line());
+        }
     }
 
     pub fn status_line(&self) -> String {

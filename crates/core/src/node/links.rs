@@ -195,6 +195,7 @@ impl Node {
             let m = &mut self.insts[i];
             m.primary = p;
             m.peers = m.plan.peers(p);
+            m.built = None;
             if let Some(p) = p {
                 let mut core = Instance::new(m.plan.core_config(Some(p)));
                 if let Some(why) = m.faults.first().cloned() {

@@ -27,6 +27,20 @@ pub struct Member {
     pub vips_restored: u64,
     /// Moved to a re-created interface whose addresses are not known yet.
     pub rebinding: bool,
+    /// The adverts last built, sent again as they are while the priority
+    /// and source address stay the same: at 10 ms adverts, building and
+    /// checksumming each one anew (and copying the VIP list for it) was
+    /// work done 100 times a second for the same bytes. Whatever else goes
+    /// into them (peers, addresses, the state machine's config) changes
+    /// only where `links` replaces them, which clears this.
+    pub built: Option<BuiltAdverts>,
+}
+
+pub struct BuiltAdverts {
+    priority: u8,
+    src: IpAddr,
+    /// Destination and wire bytes, one per peer (or the multicast group).
+    frames: Vec<(IpAddr, Vec<u8>)>,
 }
 
 impl Member {
@@ -42,6 +56,7 @@ impl Member {
             vip_retry: None,
             vips_restored: 0,
             rebinding: false,
+            built: None,
         }
     }
 
@@ -154,8 +169,29 @@ impl Member {
         }
     }
 
-    fn send_advert(&self, priority: u8, out: &mut Vec<Command>) {
+    fn send_advert(&mut self, priority: u8, out: &mut Vec<Command>) {
         let Some(src) = self.primary else { return };
+        if !self
+            .built
+            .as_ref()
+            .is_some_and(|b| b.priority == priority && b.src == src)
+        {
+            self.built = Some(self.build_adverts(priority, src));
+        }
+        let Some(built) = &self.built else { return };
+        for (dst, bytes) in &built.frames {
+            out.push(Command::Send {
+                instance: self.plan.name.clone(),
+                index: self.plan.link.index,
+                v4: self.plan.v4,
+                src,
+                dst: *dst,
+                bytes: bytes.clone(),
+            });
+        }
+    }
+
+    fn build_adverts(&self, priority: u8, src: IpAddr) -> BuiltAdverts {
         let cfg = self.core.config();
         let adv = Advert {
             version: cfg.version,
@@ -176,15 +212,13 @@ impl Member {
         } else {
             vec![IpAddr::V6(MCAST_V6)]
         };
-        for dst in dsts {
-            out.push(Command::Send {
-                instance: self.plan.name.clone(),
-                index: self.plan.link.index,
-                v4: self.plan.v4,
-                src,
-                dst,
-                bytes: adv.encode(src, dst, cfg.checksum),
-            });
+        BuiltAdverts {
+            priority,
+            src,
+            frames: dsts
+                .into_iter()
+                .map(|dst| (dst, adv.encode(src, dst, cfg.checksum)))
+                .collect(),
         }
     }
 
