@@ -12,9 +12,11 @@
 //!     target/release/examples/failover --runs 5 --out /tmp/b.md --sections failover
 //!     target/release/examples/failover --quick --profiles fastest --sections failover,footprint
 //!     target/release/examples/failover --quick --sections scale --scale 1000 --scale-window 600
+//!     target/release/examples/failover --quick --sections anycast  # BGP anycast next to VRRP (needs bird2, nft)
 //!
 //! Not a test and not run by CI's test suite.
 
+mod anycast;
 mod garp;
 mod jitter;
 mod report;
@@ -93,6 +95,7 @@ pub fn parse_args() -> Opts {
             "footprint".into(),
             "scale".into(),
             "jitter".into(),
+            "anycast".into(),
         ],
         profiles: Profile::ALL.to_vec(),
         scale_n: vec![1, 50, 200, 1000],
@@ -191,7 +194,7 @@ pub fn usage(msg: &str) -> ! {
     }
     eprintln!(
         "usage: failover [--runs N (10)] [--quick] [--out FILE (BENCHMARKS.md)] [--window SECONDS (60)]\n\
-         \x20               [--sections failover,footprint,scale,jitter] [--profiles textbook,fast,fastest]\n\
+         \x20               [--sections failover,footprint,scale,jitter,anycast] [--profiles textbook,fast,fastest]\n\
          \x20               [--scale 1,50,200,1000 (instance counts)] [--scale-window SECONDS (--window)]\n\
          \x20               [--max-load X (1.5)] [--load-wait SECONDS (300)]"
     );
@@ -374,6 +377,9 @@ fn main() {
     }
     if want("jitter") {
         rep.extra.push(jitter::section(o.window));
+    }
+    if want("anycast") {
+        rep.extra.push(anycast::section(o.runs));
     }
     let md = write_report(&rep);
     fs::write(&o.out, &md).unwrap_or_else(|e| panic!("{}: {e}", o.out.display()));
