@@ -46,7 +46,7 @@ pub const SCENARIOS: [(&str, &str, &str); 5] = [
     (
         "maint",
         "`maintenance on` → route withdrawn",
-        "— (VRRP: maintenance lowers priority)",
+        "— (VRRP hands the VIP over; not benchmarked)",
     ),
     (
         "term",
@@ -313,7 +313,7 @@ pub fn section(runs: usize) -> String {
         }
     }
     m.push_str(
-        "\nNext to VRRP (the failover tables above, same client): with VRRP a dead nginx costs the backup's takeover — \
+        "\nNext to VRRP (the failover section of this report or docs/benchmarks.md, same client): with VRRP a dead nginx costs the backup's takeover — \
          Skew_Time after the master resigns, about 620 ms with 1 s adverts and 70 ms with 100 ms adverts — and every request \
          sent meanwhile fails, because the VIP has one holder. With anycast the other node serves all along: only new \
          connections the router hashes to the dead node before the withdrawal fail, so a kill or a cut loses about half \
