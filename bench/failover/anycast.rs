@@ -65,10 +65,13 @@ pub const SCENARIOS: [(&str, &str, &str); 5] = [
     ),
 ];
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Run {
     ms: f64,
     failed: u32,
+    /// When each failed request was sent, in ms relative to the router's
+    /// change (negative: before it).
+    failed_at: Vec<f64>,
 }
 
 /// One request of the client: when it was sent and whether it got a 200.
@@ -128,9 +131,19 @@ fn measured(
     if early > 0 {
         return Err(format!("{early} requests failed before the action"));
     }
+    let changed = t0 + took;
+    let failed_at: Vec<f64> = reqs
+        .iter()
+        .filter(|r| r.0 >= t0 && !r.1)
+        .map(|r| match r.0.checked_duration_since(changed) {
+            Some(d) => msf(d),
+            None => -msf(changed - r.0),
+        })
+        .collect();
     Ok(Run {
         ms: msf(took),
-        failed: reqs.iter().filter(|r| r.0 >= t0 && !r.1).count() as u32,
+        failed: failed_at.len() as u32,
+        failed_at,
     })
 }
 
@@ -290,7 +303,11 @@ pub fn section(runs: usize) -> String {
     let (samples, errors) = run(runs);
     m.push_str("| scenario | VRRP counterpart | n | time median ms | min | max | failed median | min | max |\n|---|---|---|---|---|---|---|---|---|\n");
     for (key, name, vrrp) in SCENARIOS {
-        let rs: Vec<Run> = samples.iter().filter(|s| s.0 == key).map(|s| s.1).collect();
+        let rs: Vec<Run> = samples
+            .iter()
+            .filter(|s| s.0 == key)
+            .map(|s| s.1.clone())
+            .collect();
         if rs.is_empty() {
             m.push_str(&format!("| {name} | {vrrp} | 0 | | | | | | |\n"));
             continue;
@@ -311,6 +328,30 @@ pub fn section(runs: usize) -> String {
                 fmt3((t.0 - hold, t.1 - hold, t.2 - hold), 1)
             ));
         }
+    }
+    m.push('\n');
+    for (key, name, _) in SCENARIOS {
+        let at: Vec<String> = samples
+            .iter()
+            .filter(|s| s.0 == key)
+            .flat_map(|s| s.1.failed_at.iter().map(|v| format!("{v:+.0}")))
+            .collect();
+        if !at.is_empty() && key != "cut" {
+            m.push_str(&format!(
+                "- {name}: the failed requests were sent at {} ms relative to the router's change.\n",
+                at.join(", ")
+            ));
+        }
+    }
+    let drain_failed = samples
+        .iter()
+        .any(|s| (s.0 == "maint" || s.0 == "term") && s.1.failed > 0);
+    if drain_failed {
+        m.push_str(
+            "\nA request failing on a maintenance or a drain (nginx still serves) was most likely in flight to the node when the router withdrew it: \
+             its next packets take the remaining path and the other node resets it (plain hash-threshold ECMP, the caveat in docs/anycast.md); \
+             the times above say how close to the withdrawal they were sent.\n",
+        );
     }
     m.push_str(
         "\nNext to VRRP (the failover section of this report or docs/benchmarks.md, same client): with VRRP a dead nginx costs the backup's takeover — \
