@@ -76,7 +76,14 @@ proptest! {
                     now += ms(1);
                     p.process_appeared(now);
                     prop_assert_eq!(p.due(), now, "a new master is probed at once");
-                    seen = Seen { running: true, appeared: now, ..Seen::default() };
+                    // Failures before the master appeared still count
+                    // toward fall: nginx has not answered all along.
+                    seen = Seen {
+                        running: true,
+                        appeared: now,
+                        counted_fails: seen.counted_fails,
+                        ..Seen::default()
+                    };
                 }
                 Ev::Exit => {
                     now += ms(1);
