@@ -22,15 +22,23 @@ impl Node {
         advert: Advert,
         checksum: ChecksumStyle,
     ) {
-        let listeners = self.insts.iter().map(|m| Listener {
-            ifindex: m.plan.link.index,
-            v4: m.plan.v4,
-            vrid: m.core.config().vrid,
-            peers: &m.peers,
-            unicast: m.plan.unicast(),
-        });
         let on_link = self.if_addrs.get(&ifindex).map_or(&[][..], Vec::as_slice);
-        let i = match rx_filter::route(listeners, ifindex, v4, advert.vrid, src, on_link) {
+        let found = self
+            .insts
+            .route((ifindex, v4, advert.vrid))
+            .ok_or("unknown_vrid");
+        let admitted = found.and_then(|i| {
+            let m = &self.insts[i];
+            let l = Listener {
+                ifindex,
+                v4,
+                vrid: advert.vrid,
+                peers: &m.peers,
+                unicast: m.plan.unicast(),
+            };
+            rx_filter::admit(&l, src, on_link).map(|()| i)
+        });
+        let i = match admitted {
             Ok(i) => i,
             Err(why) => {
                 *self.dropped.entry(why).or_default() += 1;
@@ -109,11 +117,10 @@ impl Node {
     /// keepalived's `auth_type AH` next to nginx-ha: neither side accepts
     /// the other's adverts, so both are MASTER. Nothing else would tell.
     pub(super) fn on_ah(&mut self, ifindex: u32, v4: bool, src: IpAddr, vrid: u8, more: u64) {
-        let Some(m) = self.insts.iter().find(|m| {
-            (m.plan.link.index, m.plan.v4) == (ifindex, v4) && m.core.config().vrid == vrid
-        }) else {
+        let Some(i) = self.insts.route((ifindex, v4, vrid)) else {
             return;
         };
+        let m = &self.insts[i];
         let name = m.plan.name.clone();
         let msg = format!(
             "instance {name}: {src} sends VRRP for VRID {vrid} wrapped in IPsec AH (IP protocol 51, keepalived's auth_type AH), which nginx-ha does not speak: neither node accepts the other's adverts and both may be MASTER; use auth_type PASS (VRRPv2 authPasswordFile) or none on both{}",

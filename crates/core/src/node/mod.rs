@@ -18,6 +18,7 @@ pub mod hook_queue;
 mod links;
 pub mod log_limit;
 mod member;
+mod members;
 pub mod plan;
 mod report;
 pub mod rx_filter;
@@ -30,6 +31,7 @@ use faults::{FaultSource, Faults};
 use log_limit::LogLimit;
 use member::Member;
 pub use member::VIP_RETRY;
+use members::Members;
 use plan::Plan;
 use status::{CheckStatus, InstanceStatus};
 use std::collections::BTreeMap;
@@ -37,7 +39,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 pub struct Node {
-    insts: Vec<Member>,
+    insts: Members,
     checks: Checks,
     maintenance: bool,
     /// Addresses on each interface we use (source addresses, the on-link
@@ -64,7 +66,7 @@ impl Node {
     /// yet, and no instance.
     pub fn new(weights: BTreeMap<String, i64>, maintenance: bool) -> Node {
         Node {
-            insts: Vec::new(),
+            insts: Members::default(),
             checks: Checks::new(weights, Duration::ZERO),
             maintenance,
             if_addrs: BTreeMap::new(),
@@ -76,6 +78,7 @@ impl Node {
     }
 
     pub fn handle(&mut self, now: Duration, ev: Event) -> Vec<Command> {
+        self.insts.settle();
         match ev {
             Event::Add { plan, on_link } => self.add(now, *plan, on_link),
             Event::Start => self.start_all(now),
@@ -121,6 +124,7 @@ impl Node {
                 }
             }
         }
+        self.insts.settle();
         self.follow_anycast(now);
         std::mem::take(&mut self.out)
     }
@@ -128,11 +132,7 @@ impl Node {
     /// When `handle(_, Event::Timer)` is due next.
     pub fn poll_timeout(&self) -> Option<Duration> {
         let anycast = self.anycast.as_ref().and_then(anycast::Policy::deadline);
-        self.insts
-            .iter()
-            .filter_map(Member::deadline)
-            .chain(anycast)
-            .min()
+        self.insts.next_deadline().into_iter().chain(anycast).min()
     }
 
     pub fn instance_count(&self) -> usize {
@@ -269,12 +269,9 @@ impl Node {
     }
 
     fn on_timers(&mut self, now: Duration) {
-        for i in 0..self.insts.len() {
-            // Most instances have nothing due (a thousand of them at 100 ms
-            // adverts wake the node every 0.1 ms): one look each.
-            if self.insts[i].deadline().is_none_or(|t| t > now) {
-                continue;
-            }
+        // Most instances have nothing due (a thousand of them at 100 ms
+        // adverts wake the node every 0.1 ms): only the due ones are looked at.
+        for i in self.insts.due(now) {
             if self.insts[i].core.deadline().is_some_and(|t| t <= now) {
                 self.input(now, i, Input::Timer);
             }
@@ -460,6 +457,7 @@ mod purity {
             ("node/adverts.rs", include_str!("adverts.rs")),
             ("node/report.rs", include_str!("report.rs")),
             ("node/member.rs", include_str!("member.rs")),
+            ("node/members.rs", include_str!("members.rs")),
             ("node/log_limit.rs", include_str!("log_limit.rs")),
             ("node/status.rs", include_str!("status.rs")),
             ("node/announce.rs", include_str!("announce.rs")),

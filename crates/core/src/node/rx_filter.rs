@@ -33,6 +33,11 @@ pub fn route<'a>(
     else {
         return Err("unknown_vrid");
     };
+    admit(&l, src, on_link).map(|()| i)
+}
+
+/// Whether the sender of an advert for listener `l` may take part.
+pub fn admit(l: &Listener<'_>, src: IpAddr, on_link: &[(IpAddr, u8)]) -> Result<(), &'static str> {
     if l.unicast {
         // In unicast mode only the configured peers take part; anyone else
         // on the segment could otherwise steal the VIP.
@@ -42,7 +47,7 @@ pub fn route<'a>(
     } else if !from_this_link(src, on_link) {
         return Err("foreign_source");
     }
-    Ok(i)
+    Ok(())
 }
 
 /// RFC 5798 §5.1.1.1/§5.1.2.1: a multicast advert comes from the sender's
