@@ -145,6 +145,10 @@ pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>, stats: Stats)
                 if r.is_ok() {
                     watch = None;
                     client.reset();
+                    // The exit is a failed result too (before the verdict
+                    // goes out, so metrics never show a run of passes
+                    // next to a FAULT it caused).
+                    stats.record(NAME, false, None);
                     why_not = format!("master process {pid} exited");
                     let hold = plan.hold();
                     if plan.process_exited(since(start)).is_some() {
