@@ -191,7 +191,7 @@ proptest! {
     fn random_datagrams_into_the_ipv4_split(buf in prop::collection::vec(any::<u8>(), 0..120)) {
         if let Ok(r) = nginx_ha::net::vrrp_socket::parse_ipv4(&buf) {
             prop_assert!(r.msg.len() + 20 <= buf.len());
-            let _ = Advert::decode(&r.msg, r.ip);
+            let _ = Advert::decode(r.msg, r.ip);
         }
     }
 

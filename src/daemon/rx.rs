@@ -1,9 +1,10 @@
-//! The tasks that read the raw sockets. They validate each datagram in
-//! full before it is queued for the event loop, so a flood of junk is
-//! counted and dropped here instead of filling the bounded queue and
-//! starving real adverts behind it.
+//! What comes in on the raw sockets. The event loop reads the VRRP
+//! sockets itself, a batch per turn (`admit` validates each datagram in
+//! full and counts junk); a task reads the AH socket and reports to the
+//! loop through a bounded queue, rate-limited so that a flood of AH
+//! cannot fill it.
 
-use crate::net::vrrp_socket::{AhSocket, AhVrrp, VrrpSocket};
+use crate::net::vrrp_socket::{AhSocket, AhVrrp, Received};
 use crate::node::log_limit::{self, LogLimit};
 use crate::vrrp::packet::{Advert, ChecksumStyle, DecodeError, IpMeta, VRRP_TTL};
 use log::warn;
@@ -72,50 +73,35 @@ impl Sink {
     }
 }
 
-/// Datagrams read before the reader yields to the other tasks.
-const READ_BURST: u32 = 16;
-
-/// Validates before queueing; see the module comment.
-pub fn spawn_vrrp(key: PacketKey, sock: Arc<VrrpSocket>, sink: Sink) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let start = Instant::now();
-        let mut limit = LogLimit::default();
-        let mut burst = 0u32;
-        loop {
-            // Under a flood the socket is never empty: let the event loop
-            // (timers, control requests) run between short bursts.
-            burst += 1;
-            if burst >= READ_BURST {
-                burst = 0;
-                tokio::task::yield_now().await;
-            }
-            match sock.recv().await {
-                Ok(Ok(pkt)) => match Advert::decode(&pkt.msg, pkt.ip) {
-                    Ok((advert, checksum)) => {
-                        let what = Inbound::Advert {
-                            ip: pkt.ip,
-                            advert,
-                            checksum,
-                        };
-                        if !sink.offer(key, what) {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        sink.drops.count(e.counter());
-                        if let DecodeError::BadTtl(ttl) = e {
-                            report_ttl(&pkt.msg, pkt.ip, ttl, &mut limit, start.elapsed());
-                        }
-                    }
-                },
-                Ok(Err(why)) => sink.drops.count(why),
-                Err(e) => {
-                    warn!("VRRP socket on ifindex {}: {e}", sock.ifindex());
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
+/// One datagram the loop read: the advert in it if it is a well-formed
+/// one, else None, counted (a real advert with a wrong TTL also logged).
+pub fn admit(
+    got: Result<Received<'_>, &'static str>,
+    drops: &Drops,
+    limit: &mut LogLimit,
+    now: Duration,
+) -> Option<Inbound> {
+    let pkt = match got {
+        Ok(pkt) => pkt,
+        Err(why) => {
+            drops.count(why);
+            return None;
         }
-    })
+    };
+    match Advert::decode(pkt.msg, pkt.ip) {
+        Ok((advert, checksum)) => Some(Inbound::Advert {
+            ip: pkt.ip,
+            advert,
+            checksum,
+        }),
+        Err(e) => {
+            drops.count(e.counter());
+            if let DecodeError::BadTtl(ttl) = e {
+                report_ttl(pkt.msg, pkt.ip, ttl, limit, now);
+            }
+            None
+        }
+    }
 }
 
 /// A real advert with the wrong TTL / hop limit is a silent dual-master

@@ -6,14 +6,15 @@
 
 use crate::vrrp::packet::{IP_PROTO_VRRP, IpMeta, MCAST_V4, MCAST_V6, VRRP_TTL};
 use nix::sys::socket::{
-    ControlMessage, ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, sendmsg, setsockopt,
-    sockopt,
+    ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg,
+    sendmsg, setsockopt, sockopt,
 };
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::task::{Context, Poll};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
@@ -32,9 +33,9 @@ pub struct VrrpSocket {
 const RCVBUF: usize = 4 << 20;
 
 /// One received datagram: the VRRP message and the IP facts around it.
-pub struct Received {
+pub struct Received<'a> {
     pub ip: IpMeta,
-    pub msg: Vec<u8>,
+    pub msg: &'a [u8],
 }
 
 impl VrrpSocket {
@@ -101,19 +102,51 @@ impl VrrpSocket {
         u64::from(self.overruns.load(Ordering::Relaxed))
     }
 
-    /// Waits for and returns the next datagram. A datagram that cannot be
-    /// a VRRP message at all (too large, IP facts unreadable) is the inner
-    /// error: the counter name to drop it under.
-    pub async fn recv(&self) -> io::Result<Result<Received, &'static str>> {
-        loop {
-            let mut guard = self.fd.readable().await?;
-            let r = guard
-                .try_io(|inner| recv_one(inner.get_ref().as_raw_fd(), self.v4, &self.overruns));
-            match r {
-                Ok(r) => return r,
-                Err(_would_block) => continue,
+    /// Ready when datagrams may be queued (then `read_ready`). An error
+    /// of the runtime's driver counts as ready: the read reports it.
+    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.fd.poll_read_ready(cx).map(|_| ())
+    }
+
+    /// Reads what is queued, up to `BATCH` datagrams with one `recvmmsg`,
+    /// without waiting, and hands each to `each`: a datagram that cannot
+    /// be a VRRP message at all (too large, IP facts unreadable) as the
+    /// counter name to drop it under.
+    ///
+    /// Fewer than `BATCH` read means the queue was empty (recvmmsg with
+    /// MSG_DONTWAIT stops only at the batch's end or at EAGAIN), so the
+    /// readiness is cleared then, without the extra `recvmsg` that would
+    /// only say EAGAIN: one syscall per advert, not two. A datagram that
+    /// arrives meanwhile raises a new edge, not consumed yet. After an
+    /// error the readiness is cleared too, so that an error the socket
+    /// keeps returning cannot spin the loop; the next datagram wakes it.
+    pub fn read_ready(
+        &self,
+        rb: &mut RecvBatch,
+        mut each: impl FnMut(Result<Received<'_>, &'static str>),
+    ) -> io::Result<usize> {
+        let mut n = 0;
+        let mut failed = None;
+        let r = self.fd.try_io(Interest::READABLE, |s| {
+            match recv_many(s.as_raw_fd(), rb, &self.overruns) {
+                Ok(got) => n = got,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => failed = Some(e),
             }
+            if n < BATCH {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(())
+        });
+        if let Err(e) = r
+            && e.kind() != io::ErrorKind::WouldBlock
+        {
+            return Err(e);
         }
+        for (i, meta) in rb.meta[..n].iter().enumerate() {
+            each(meta.received(self.v4, &rb.bufs[i]));
+        }
+        failed.map_or(Ok(n), Err)
     }
 
     /// Sends one VRRP message from `src` to `dst` out of this interface.
@@ -128,54 +161,109 @@ impl VrrpSocket {
 /// addresses (8 + 255 * 16). Anything longer is not VRRP.
 const MAX_DATAGRAM: usize = 60 + 8 + 255 * 16 + 8;
 
-fn recv_one(
-    fd: RawFd,
-    v4: bool,
-    overruns: &AtomicU32,
-) -> io::Result<Result<Received, &'static str>> {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
-    // Room for every control message the socket asks for.
-    let mut cbuf = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int, u32);
-    let mut dst = None;
-    let mut hops = None;
-    let (n, flags, src) = {
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let m = recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cbuf), MsgFlags::MSG_DONTWAIT)?;
-        // A control buffer the kernel had to cut is not read: the IPv6
-        // facts are then missing and the datagram is dropped below.
-        for c in m.cmsgs().into_iter().flatten() {
-            match c {
-                ControlMessageOwned::RxqOvfl(n) => overruns.store(n, Ordering::Relaxed),
-                ControlMessageOwned::Ipv6PacketInfo(pi) => {
-                    dst = Some(Ipv6Addr::from(pi.ipi6_addr.s6_addr));
-                }
-                ControlMessageOwned::Ipv6HopLimit(h) => hops = Some(h),
-                _ => {}
-            }
+/// Datagrams read per `recvmmsg`: a pair's adverts come one at a time;
+/// a burst (many instances, a flood) is read a few per syscall.
+pub const BATCH: usize = 8;
+
+/// What the kernel said about one datagram of a batch.
+#[derive(Clone, Copy, Default)]
+struct Meta {
+    len: usize,
+    truncated: bool,
+    src: Option<Ipv6Addr>,
+    dst: Option<Ipv6Addr>,
+    hops: Option<i32>,
+}
+
+impl Meta {
+    fn received(self, v4: bool, buf: &[u8]) -> Result<Received<'_>, &'static str> {
+        if self.truncated {
+            // Cut to the buffer, it could even decode; it is not what was sent.
+            return Err("oversized");
         }
-        let src = m.address.and_then(|a| a.as_sockaddr_in6().map(|a| a.ip()));
-        (m.bytes, m.flags, src)
-    };
-    if flags.contains(MsgFlags::MSG_TRUNC) {
-        // Cut to the buffer, it could even decode; it is not what was sent.
-        return Ok(Err("oversized"));
-    }
-    buf.truncate(n);
-    if v4 {
-        Ok(parse_ipv4(&buf).map_err(|_| "bad_ip_header"))
-    } else {
-        let (Some(src), Some(dst), Some(hops)) = (src, dst, hops) else {
-            return Ok(Err("bad_ip_header"));
+        let buf = &buf[..self.len.min(buf.len())];
+        if v4 {
+            return parse_ipv4(buf).map_err(|_| "bad_ip_header");
+        }
+        let (Some(src), Some(dst), Some(hops)) = (self.src, self.dst, self.hops) else {
+            return Err("bad_ip_header");
         };
-        Ok(Ok(Received {
+        Ok(Received {
             ip: IpMeta {
                 src: src.into(),
                 dst: dst.into(),
                 ttl: u8::try_from(hops).unwrap_or(0),
             },
             msg: buf,
-        }))
+        })
     }
+}
+
+/// A reader's buffers, allocated once: a datagram costs no allocation.
+pub struct RecvBatch {
+    hdrs: MultiHeaders<SockaddrStorage>,
+    bufs: [Box<[u8]>; BATCH],
+    meta: [Meta; BATCH],
+}
+
+// SAFETY (Send): the raw pointers inside MultiHeaders point into heap
+// memory it owns (address slots, control buffers) and, during a recvmmsg
+// call only, into this batch's own boxed buffers; moving the batch to
+// another thread moves none of that memory, and nothing else shares it.
+// (Sync): a shared `&RecvBatch` can do nothing at all (private fields, no
+// `&self` methods); only `recv_many` uses it, through `&mut`.
+#[allow(unsafe_code)]
+unsafe impl Send for RecvBatch {}
+#[allow(unsafe_code)]
+unsafe impl Sync for RecvBatch {}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        // Room for every control message the socket asks for.
+        let cmsg = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int, u32);
+        RecvBatch {
+            hdrs: MultiHeaders::preallocate(BATCH, Some(cmsg)),
+            bufs: std::array::from_fn(|_| vec![0u8; MAX_DATAGRAM].into_boxed_slice()),
+            meta: [Meta::default(); BATCH],
+        }
+    }
+}
+
+/// Reads what is queued, up to `BATCH` datagrams, into `rb`; returns how
+/// many.
+fn recv_many(fd: RawFd, rb: &mut RecvBatch, overruns: &AtomicU32) -> io::Result<usize> {
+    let mut iovs = rb.bufs.each_mut().map(|b| [IoSliceMut::new(b)]);
+    let got = recvmmsg(
+        fd,
+        &mut rb.hdrs,
+        iovs.iter_mut(),
+        MsgFlags::MSG_DONTWAIT,
+        None,
+    )?;
+    let mut n = 0;
+    for (m, meta) in got.zip(rb.meta.iter_mut()) {
+        *meta = Meta {
+            len: m.bytes,
+            truncated: m.flags.contains(MsgFlags::MSG_TRUNC),
+            src: m.address.and_then(|a| a.as_sockaddr_in6().map(|a| a.ip())),
+            dst: None,
+            hops: None,
+        };
+        // A control buffer the kernel had to cut is not read: the IPv6
+        // facts are then missing and the datagram is dropped.
+        for c in m.cmsgs().into_iter().flatten() {
+            match c {
+                ControlMessageOwned::RxqOvfl(o) => overruns.store(o, Ordering::Relaxed),
+                ControlMessageOwned::Ipv6PacketInfo(pi) => {
+                    meta.dst = Some(Ipv6Addr::from(pi.ipi6_addr.s6_addr));
+                }
+                ControlMessageOwned::Ipv6HopLimit(h) => meta.hops = Some(h),
+                _ => {}
+            }
+        }
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// IP protocol 51: IPsec Authentication Header (RFC 4302).
@@ -255,7 +343,7 @@ pub fn parse_ah_vrrp(buf: &[u8]) -> Option<AhVrrp> {
 
 /// Splits what an IPv4 raw socket delivers (header and payload) into the IP
 /// facts and the VRRP message.
-pub fn parse_ipv4(buf: &[u8]) -> Result<Received, &'static str> {
+pub fn parse_ipv4(buf: &[u8]) -> Result<Received<'_>, &'static str> {
     if buf.len() < 20 || buf[0] >> 4 != 4 {
         return Err("short or non-IPv4 datagram");
     }
@@ -271,7 +359,7 @@ pub fn parse_ipv4(buf: &[u8]) -> Result<Received, &'static str> {
             dst: dst.into(),
             ttl: buf[8],
         },
-        msg: buf[ihl..].to_vec(),
+        msg: &buf[ihl..],
     })
 }
 

@@ -4,6 +4,54 @@
 use super::*;
 
 impl Daemon {
+    /// Ready when one of the VRRP sockets has datagrams: its key. The
+    /// first socket is not always looked at first, so that a flood on one
+    /// cannot hide another's adverts.
+    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<PacketKey> {
+        let n = self.sockets.len();
+        let skip = if n == 0 { 0 } else { self.rx_turn % n };
+        let order = self
+            .sockets
+            .iter()
+            .skip(skip)
+            .chain(self.sockets.iter().take(skip));
+        for (key, rx) in order {
+            if rx.sock.poll_readable(cx).is_ready() {
+                return Poll::Ready(*key);
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Reads one batch from the socket `key` (a bounded amount of work:
+    /// under a flood the loop's other work gets its turn between
+    /// batches), counts the junk and hands the adverts to the node.
+    pub async fn on_readable(&mut self, key: PacketKey) {
+        self.rx_turn = self.rx_turn.wrapping_add(1);
+        let Some(sock) = self.sockets.get(&key).map(|r| r.sock.clone()) else {
+            return;
+        };
+        let mut adverts = std::mem::take(&mut self.rx_adverts);
+        let (drops, logs) = (&self.rx_dropped, &mut self.rx_logs);
+        let now = self.start.elapsed();
+        let r = sock.read_ready(&mut self.rx_buf, |got| {
+            adverts.extend(rx::admit(got, drops, logs, now));
+        });
+        if let Err(e) = r
+            && let Some(n) = self.rx_logs.allow(&format!("rx {}", key.0), now)
+        {
+            warn!(
+                "VRRP socket on ifindex {}: {e}{}",
+                key.0,
+                crate::node::log_limit::more(n)
+            );
+        }
+        for pkt in adverts.drain(..) {
+            self.on_packet(key, pkt).await;
+        }
+        self.rx_adverts = adverts;
+    }
+
     pub async fn on_packet(&mut self, key: PacketKey, pkt: Inbound) {
         let (ifindex, v4) = key;
         let ev = match pkt {

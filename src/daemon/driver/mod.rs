@@ -18,15 +18,18 @@ use crate::health::stub_status::StubStatus;
 use crate::health::{self, Event as HealthEvent};
 use crate::net::announce::Announcer;
 use crate::net::netlink::{Net, NetError, NetEvent};
+use crate::net::vrrp_socket::RecvBatch;
 use crate::net::vrrp_socket::{AhSocket, VrrpSocket};
 use crate::node::Node;
 use crate::node::event::{Command, Event};
+use crate::node::log_limit::LogLimit;
 use crate::vrrp::instance::State;
 use log::{error, info, warn};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -48,8 +51,16 @@ pub struct Daemon {
     stub: Option<StubStatus>,
     hooks: Hooks,
     rx_dropped: Drops,
-    /// Adverts the reader tasks dropped because the loop was behind.
+    /// AH reports dropped because the loop was behind.
     overflow: Arc<AtomicU64>,
+    /// The loop reads the VRRP sockets itself, into these buffers.
+    rx_buf: RecvBatch,
+    /// The adverts of the batch being read, before they go to the node.
+    rx_adverts: Vec<Inbound>,
+    /// Log lines about wrong TTLs (per sender) and read errors.
+    rx_logs: LogLimit,
+    /// Turns the socket looked at first (`poll_readable`).
+    rx_turn: usize,
     /// The task that drives BIRD, with `anycast` declared.
     anycast: Option<crate::anycast::Handle>,
     /// The metrics endpoint, while `metrics.listen` is set.
@@ -102,6 +113,10 @@ impl Daemon {
             hooks: Hooks::start(),
             rx_dropped: Drops::default(),
             overflow: Arc::new(AtomicU64::new(0)),
+            rx_buf: RecvBatch::default(),
+            rx_adverts: Vec::new(),
+            rx_logs: LogLimit::default(),
+            rx_turn: 0,
             anycast: None,
             metrics: None,
             status_due: false,
@@ -225,7 +240,7 @@ impl Daemon {
         }
     }
 
-    /// Opens the VRRP socket (with its readers) and the announcer an
+    /// Opens the VRRP socket (and the AH socket's reader) and the announcer an
     /// interface needs, unless they are open already (the announcer again
     /// when the interface's MAC changed).
     fn ensure_io(
@@ -245,7 +260,7 @@ impl Daemon {
                 overflow: self.overflow.clone(),
                 drops: self.rx_dropped.clone(),
             };
-            let mut readers = vec![rx::spawn_vrrp(key, sock.clone(), sink.clone())];
+            let mut readers = Vec::new();
             if v4 {
                 // Only to notice keepalived's auth_type AH; running
                 // without it costs that log line, nothing else.
