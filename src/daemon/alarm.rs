@@ -1,50 +1,94 @@
-//! The event loop's timer for the node's next deadline (`Node::poll_timeout`).
+//! The event loop's timer for the node's next deadline (`Node::poll_timeout`),
+//! a timerfd of its own rather than a tokio timer.
 //!
-//! One timer, moved rather than re-created per loop turn: creating a tokio
-//! `Sleep` each turn registered and removed a timer-wheel entry every time
-//! (a lock, two wheel operations), although mostly nothing had changed; a
-//! backup's Master_Down timer, moved later with every advert, is now moved
-//! in place by tokio without even that.
+//! Why not tokio's timer: its wheel counts whole milliseconds and rounds a
+//! deadline up to the next one, and the runtime sleeps in `epoll_wait`
+//! with a millisecond timeout, so a Skew_Time of 6.1 ms fired after 7 ms
+//! or more (keepalived arms a timerfd to the microsecond). And re-arming a
+//! tokio timer after it fired wakes the runtime's own driver through its
+//! eventfd (a `write` and one more `epoll_wait` per advert a master sends).
+//! A timerfd is armed to the nanosecond with one `timerfd_settime` and
+//! wakes `epoll_wait` directly.
 
-use std::pin::Pin;
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::Duration;
-use tokio::time::{Instant, Sleep, sleep_until};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::time::Instant;
 
-/// Where an idle timer waits (never reached: nothing is due).
-const IDLE: Duration = Duration::from_secs(86_400 * 365);
+/// The shortest arming: a zero `it_value` would disarm the timer.
+const AT_ONCE: Duration = Duration::from_nanos(1);
+
+/// AsyncFd wants `AsRawFd`; nix's TimerFd only has `AsFd`.
+struct Timer(TimerFd);
+
+impl AsRawFd for Timer {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
 
 pub struct Alarm {
-    timer: Pin<Box<Sleep>>,
+    fd: AsyncFd<Timer>,
     at: Option<Instant>,
 }
 
-impl Default for Alarm {
-    fn default() -> Self {
-        Alarm {
-            timer: Box::pin(sleep_until(Instant::now() + IDLE)),
-            at: None,
-        }
-    }
-}
-
 impl Alarm {
+    #[allow(unsafe_code)] // AsyncFd::register: see the SAFETY comment.
+    pub fn new() -> io::Result<Alarm> {
+        // CLOCK_MONOTONIC: the clock tokio's (and std's) Instant reads, so
+        // when the timer fires `Instant::now()` has reached the deadline.
+        let t = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )?;
+        // SAFETY: the TimerFd owns its fd, and AsyncFd keeps it (and so
+        // the fd) alive and unchanged until it deregisters on drop.
+        let fd = unsafe { AsyncFd::register_with_interest(Timer(t), Interest::READABLE)? };
+        Ok(Alarm { fd, at: None })
+    }
+
     /// Due at `at` (never with None). Unchanged deadlines cost nothing.
-    pub fn set(&mut self, at: Option<Instant>) {
+    pub fn set(&mut self, at: Option<Instant>) -> io::Result<()> {
         if at == self.at {
-            return;
+            return Ok(());
         }
         self.at = at;
-        self.timer
-            .as_mut()
-            .reset(at.unwrap_or_else(|| Instant::now() + IDLE));
+        let t = &self.fd.get_ref().0;
+        match at {
+            // Relative to a clock read just before arming, so the timer
+            // can only fire late by the time between the two, never early.
+            Some(at) => {
+                let after = at.saturating_duration_since(Instant::now()).max(AT_ONCE);
+                t.set(
+                    Expiration::OneShot(TimeSpec::from_duration(after)),
+                    TimerSetTimeFlags::empty(),
+                )?;
+            }
+            None => t.unset()?,
+        }
+        Ok(())
     }
 
     /// Resolves when the deadline is reached; never without one.
-    pub async fn wait(&mut self) {
-        if self.at.is_some() {
-            self.timer.as_mut().await;
-        } else {
-            std::future::pending::<()>().await;
+    ///
+    /// The expiration count is never read: re-arming resets it, and the
+    /// fd's readiness only says "look at the clock". A readiness left from
+    /// an expiration the loop re-armed past (it handled a packet first) is
+    /// cleared here and waited past, so this returns only once the clock
+    /// has reached the deadline, and at once if it already has.
+    pub async fn wait(&self) -> io::Result<()> {
+        let Some(at) = self.at else {
+            return std::future::pending().await;
+        };
+        loop {
+            if Instant::now() >= at {
+                return Ok(());
+            }
+            self.fd.readable().await?.clear_ready();
         }
     }
 }
@@ -56,26 +100,49 @@ mod tests {
 
     #[tokio::test]
     async fn fires_at_the_deadline_it_was_moved_to_and_never_without_one() {
-        let mut a = Alarm::default();
+        let mut a = Alarm::new().expect("timerfd");
         let t0 = Instant::now();
-        a.set(Some(t0 + Duration::from_secs(60)));
+        a.set(Some(t0 + Duration::from_secs(60))).expect("set");
         // Moved earlier, then later again: the last deadline counts.
-        a.set(Some(t0 + Duration::from_millis(5)));
-        a.set(Some(t0 + Duration::from_millis(30)));
+        a.set(Some(t0 + Duration::from_millis(5))).expect("set");
+        a.set(Some(t0 + Duration::from_millis(30))).expect("set");
         timeout(Duration::from_secs(5), a.wait())
             .await
-            .expect("fires");
+            .expect("fires")
+            .expect("timerfd");
         assert!(t0.elapsed() >= Duration::from_millis(30));
         // Fired and set to the same deadline again: still due (the loop
         // must not sleep past a deadline the node has not dealt with).
-        a.set(Some(t0 + Duration::from_millis(30)));
+        a.set(Some(t0 + Duration::from_millis(30))).expect("set");
         timeout(Duration::from_millis(500), a.wait())
             .await
-            .expect("still due");
-        a.set(None);
+            .expect("still due")
+            .expect("timerfd");
+        a.set(None).expect("unset");
         assert!(
             timeout(Duration::from_millis(50), a.wait()).await.is_err(),
             "nothing due, nothing fires"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stale_expiration_does_not_end_a_later_wait() {
+        let mut a = Alarm::new().expect("timerfd");
+        let t0 = Instant::now();
+        a.set(Some(t0 + Duration::from_millis(5))).expect("set");
+        // Expires while nobody waits; then re-armed past it, as when the
+        // loop handled a packet first.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let t1 = Instant::now();
+        a.set(Some(t1 + Duration::from_millis(60))).expect("set");
+        timeout(Duration::from_secs(5), a.wait())
+            .await
+            .expect("fires")
+            .expect("timerfd");
+        assert!(
+            t1.elapsed() >= Duration::from_millis(60),
+            "returned on the old expiration after {:?}",
+            t1.elapsed()
         );
     }
 }

@@ -146,9 +146,7 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
     d.start_anycast().await;
     let listener = control::listen(&opts.runtime_dir, ctl_tx)?;
 
-    let mut sigterm = signal(SignalKind::terminate()).map_err(io_err("SIGTERM handler"))?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(io_err("SIGINT handler"))?;
-    let mut sighup = signal(SignalKind::hangup()).map_err(io_err("SIGHUP handler"))?;
+    let mut signals = Signals::listen()?;
     let mut watchdog = systemd::watchdog_interval().map(tokio::time::interval);
     // A reload's files are read in a task of their own; the loop keeps
     // sending adverts meanwhile and applies the result when it arrives.
@@ -165,10 +163,13 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
         if d.has_anycast() { ", anycast" } else { "" }
     );
 
-    let mut alarm = alarm::Alarm::default();
+    let mut alarm = alarm::Alarm::new().map_err(io_err("timerfd"))?;
     loop {
-        alarm.set(d.next_wake());
+        alarm
+            .set(d.next_wake())
+            .map_err(io_err("arming the timerfd"))?;
         tokio::select! {
+            key = std::future::poll_fn(|cx| d.poll_readable(cx)) => d.on_readable(key).await,
             Some((key, pkt)) = pkt_rx.recv() => d.on_packet(key, pkt).await,
             Some(ev) = net_events.recv() => {
                 // Whatever else is queued too, so that a burst of address
@@ -184,13 +185,19 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
             }
             Some(ev) = health_rx.recv() => d.on_health(ev).await,
             Some(req) = ctl_rx.recv() => d.on_control(req).await,
-            _ = alarm.wait() => d.on_timers().await,
+            r = alarm.wait() => {
+                r.map_err(io_err("waiting on the timerfd"))?;
+                d.on_timers().await;
+            }
             _ = sleep_until_opt(d.addr_read_due()) => d.read_pending_addresses().await,
             _ = async { watchdog.as_mut().map(|w| w.tick()).expect("guarded").await }, if watchdog.is_some() => {
                 systemd::watchdog();
             }
             _ = metrics_tick.tick(), if d.has_metrics() => d.publish_metrics(),
-            _ = sighup.recv() => {
+            Some(sig) = signals.rx.recv() => {
+                if sig == Signal::Stop {
+                    break;
+                }
                 if reading.is_some() {
                     read_again = true;
                 } else {
@@ -205,16 +212,18 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
                     reading = Some(tokio::spawn(setup::read_for_reload(opts.config.clone())));
                 }
             }
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
         }
     }
     systemd::stopping();
     drop(listener);
     d.shutdown(async {
-        tokio::select! {
-            _ = sigterm.recv() => {}
-            _ = sigint.recv() => {}
+        // A second SIGTERM/SIGINT ends the drain; a SIGHUP does not.
+        loop {
+            match signals.rx.recv().await {
+                Some(Signal::Stop) => return,
+                Some(Signal::Reload) => {}
+                None => std::future::pending().await,
+            }
         }
     })
     .await;
@@ -225,6 +234,57 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
         _ => {}
     }
     Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    /// SIGTERM or SIGINT.
+    Stop,
+    /// SIGHUP.
+    Reload,
+}
+
+/// The signals, from a task of their own: the loop then polls one queue
+/// for them on every turn instead of three signal streams (each poll of
+/// which costs more than the queue's).
+struct Signals {
+    rx: mpsc::Receiver<Signal>,
+    _task: AbortOnDrop,
+}
+
+impl Signals {
+    fn listen() -> Result<Signals, DaemonError> {
+        let mut term = signal(SignalKind::terminate()).map_err(io_err("SIGTERM handler"))?;
+        let mut int = signal(SignalKind::interrupt()).map_err(io_err("SIGINT handler"))?;
+        let mut hup = signal(SignalKind::hangup()).map_err(io_err("SIGHUP handler"))?;
+        // Bounded; a burst of SIGHUPs beyond it waits in the signal
+        // streams, which coalesce them (the loop coalesces reloads too).
+        let (tx, rx) = mpsc::channel(4);
+        let task = tokio::spawn(async move {
+            loop {
+                let sig = tokio::select! {
+                    _ = term.recv() => Signal::Stop,
+                    _ = int.recv() => Signal::Stop,
+                    _ = hup.recv() => Signal::Reload,
+                };
+                if tx.send(sig).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Signals {
+            rx,
+            _task: AbortOnDrop(task),
+        })
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
