@@ -1,0 +1,153 @@
+//! Per-process readings of a daemon's process tree: CPU time in
+//! nanoseconds, RSS and wake-ups.
+//!
+//! CPU is each thread's run time from /proc/PID/task/TID/schedstat (first
+//! field, ns, the scheduler's own sum_exec_runtime), summed over every
+//! thread of every process of the tree. /proc/PID/stat's utime+stime count
+//! in clock ticks (10 ms): over a 10 s window of a daemon that runs a few
+//! ms per second that is all noise. Children a tree member reaped
+//! (keepalived's check scripts) are only known from cutime+cstime, in
+//! ticks; they are added as such.
+//!
+//! A thread that exits inside a window takes its run time with it (the
+//! kernel folds it into the process total, which schedstat does not show):
+//! the delta counts such threads so that the report can say so.
+
+use crate::clk_tck;
+use crate::lab::children_of;
+use std::collections::BTreeMap;
+use std::fs;
+
+/// A process and all its descendants.
+pub fn tree(pid: u32) -> Vec<u32> {
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let kids = children_of(out[i]);
+        out.extend(kids);
+        i += 1;
+    }
+    out
+}
+
+fn tids(pid: u32) -> Vec<u32> {
+    fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One process's CPU: run time per thread (ns) and the reaped children's
+/// cutime+cstime (ns, tick resolution).
+#[derive(Clone, Debug, Default)]
+pub struct ProcCpu {
+    pub threads: BTreeMap<u32, u64>,
+    pub reaped_ns: u64,
+}
+
+/// None if the process is gone.
+pub fn cpu_of(pid: u32) -> Option<ProcCpu> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After ")": state is field 3, cutime field 16, cstime field 17.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let ticks = f.get(13).copied().unwrap_or(0) + f.get(14).copied().unwrap_or(0);
+    let threads = tids(pid)
+        .into_iter()
+        .filter_map(|t| {
+            let s = fs::read_to_string(format!("/proc/{pid}/task/{t}/schedstat")).ok()?;
+            Some((t, s.split_whitespace().next()?.parse().ok()?))
+        })
+        .collect();
+    Some(ProcCpu {
+        threads,
+        reaped_ns: (ticks as f64 * 1e9 / clk_tck()) as u64,
+    })
+}
+
+/// CPU of every process of a tree, keyed by pid so that deltas survive
+/// processes coming and going.
+pub type TreeCpu = BTreeMap<u32, ProcCpu>;
+
+pub fn tree_cpu(root: u32) -> TreeCpu {
+    tree(root)
+        .into_iter()
+        .filter_map(|p| Some((p, cpu_of(p)?)))
+        .collect()
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuDelta {
+    /// Run time of the tree's threads (ns).
+    pub own_ns: u64,
+    /// CPU of children reaped by the tree (ns, tick resolution).
+    pub reaped_ns: u64,
+    /// Threads (or processes) seen at the start and gone at the end: their
+    /// run time inside the window is missing from `own_ns`.
+    pub exited: usize,
+}
+
+impl CpuDelta {
+    pub fn total_ns(&self) -> u64 {
+        self.own_ns + self.reaped_ns
+    }
+}
+
+/// What the tree used between two readings. Threads and processes that
+/// appeared in between count from zero (they started inside the window).
+pub fn cpu_delta(a: &TreeCpu, b: &TreeCpu) -> CpuDelta {
+    let mut d = CpuDelta::default();
+    for (pid, pb) in b {
+        let pa = a.get(pid);
+        for (tid, ns) in &pb.threads {
+            let before = pa.and_then(|p| p.threads.get(tid)).copied().unwrap_or(0);
+            d.own_ns += ns.saturating_sub(before);
+        }
+        d.reaped_ns += pb.reaped_ns.saturating_sub(pa.map_or(0, |p| p.reaped_ns));
+    }
+    for (pid, pa) in a {
+        d.exited += match b.get(pid) {
+            Some(pb) => pa
+                .threads
+                .keys()
+                .filter(|t| !pb.threads.contains_key(t))
+                .count(),
+            None => 1,
+        };
+    }
+    d
+}
+
+pub fn rss_kib(pid: u32) -> u64 {
+    status_field(&format!("/proc/{pid}/status"), "VmRSS:").unwrap_or(0)
+}
+
+fn status_field(path: &str, key: &str) -> Option<u64> {
+    fs::read_to_string(path).ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    })
+}
+
+/// Voluntary context switches of a process tree, every thread of every
+/// process (/proc/PID/status alone counts the main thread only).
+pub fn tree_wakeups(root: u32) -> u64 {
+    tree(root)
+        .into_iter()
+        .flat_map(|p| tids(p).into_iter().map(move |t| (p, t)))
+        .filter_map(|(p, t)| {
+            status_field(
+                &format!("/proc/{p}/task/{t}/status"),
+                "voluntary_ctxt_switches:",
+            )
+        })
+        .sum()
+}
