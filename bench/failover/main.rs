@@ -23,7 +23,8 @@
 //!     target/release/examples/failover --quick --sections scale --scale 1000 --scale-window 600
 //!     target/release/examples/failover --quick --sections anycast  # BGP anycast next to VRRP (needs bird2, nft)
 //!
-//! Not a test and not run by CI's test suite.
+//! Not a test and not run by CI's test suite. Its own unit tests (the CPU
+//! readings; no root needed): `cargo test --release --example failover`.
 
 mod anycast;
 mod footprint;

@@ -151,3 +151,107 @@ pub fn tree_wakeups(root: u32) -> u64 {
         })
         .sum()
 }
+
+#[cfg(test)]
+mod tests {
+    //! `cargo test --release --example failover -- procs` (no root needed).
+
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    fn thread_cpu_ns() -> u64 {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+        t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+    }
+
+    fn sleeping(tid: u32) -> bool {
+        let me = std::process::id();
+        fs::read_to_string(format!("/proc/{me}/task/{tid}/stat"))
+            .ok()
+            .and_then(|s| Some(s.rsplit_once(')')?.1.split_whitespace().next()? == "S"))
+            .unwrap_or(false)
+    }
+
+    fn wait_sleeping(tid: u32) {
+        let end = Instant::now() + Duration::from_secs(5);
+        while !sleeping(tid) && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(sleeping(tid), "thread {tid} never went to sleep");
+    }
+
+    /// 3 ms of CPU in one thread reads as 3 ms, not as 0 or 10 ms (a clock
+    /// tick); and a thread that exits inside the window is reported.
+    #[test]
+    fn procs_reads_a_threads_cpu_in_ns_and_counts_exited_threads() {
+        let me = std::process::id();
+        let (to_main, from_thread) = mpsc::channel::<u32>();
+        let (to_thread, from_main) = mpsc::channel::<()>();
+        let h = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            let tid = unsafe { libc::gettid() } as u32;
+            let _ = to_main.send(tid);
+            let _ = from_main.recv();
+            let t0 = thread_cpu_ns();
+            while thread_cpu_ns() - t0 < 3_000_000 {
+                std::hint::spin_loop();
+            }
+            let _ = to_main.send(tid);
+            // Parked until told to exit.
+            let _ = from_main.recv();
+        });
+        let tid = from_thread.recv().expect("tid");
+        wait_sleeping(tid);
+        let a = tree_cpu(me);
+        to_thread.send(()).expect("go");
+        from_thread.recv().expect("burnt");
+        wait_sleeping(tid);
+        let b = tree_cpu(me);
+        let ns = |t: &TreeCpu| t[&me].threads[&tid];
+        let d = ns(&b) - ns(&a);
+        assert!(
+            (3_000_000..4_500_000).contains(&d),
+            "3 ms of CPU read as {d} ns"
+        );
+        to_thread.send(()).expect("exit");
+        h.join().expect("join");
+        let c = tree_cpu(me);
+        assert!(!c[&me].threads.contains_key(&tid));
+        assert!(cpu_delta(&b, &c).exited >= 1);
+    }
+
+    #[test]
+    fn procs_delta_counts_new_threads_and_processes_from_zero() {
+        let snap = |v: &[(u32, &[(u32, u64)], u64)]| -> TreeCpu {
+            v.iter()
+                .map(|(p, ts, r)| {
+                    (
+                        *p,
+                        ProcCpu {
+                            threads: ts.iter().copied().collect(),
+                            reaped_ns: *r,
+                        },
+                    )
+                })
+                .collect()
+        };
+        let a = snap(&[(10, &[(10, 100), (11, 50)], 1000)]);
+        let b = snap(&[
+            (10, &[(10, 130), (11, 50), (12, 7)], 3000),
+            (20, &[(20, 40)], 0),
+        ]);
+        let d = cpu_delta(&a, &b);
+        assert_eq!(d.own_ns, 30 + 7 + 40);
+        assert_eq!(d.reaped_ns, 2000);
+        assert_eq!(d.exited, 0);
+        let gone = snap(&[(10, &[(10, 140)], 3000)]);
+        // Threads 11 and 12 of process 10, and process 20.
+        assert_eq!(cpu_delta(&b, &gone).exited, 3);
+    }
+}
