@@ -119,13 +119,23 @@ impl Footprint {
             .max()
             .unwrap_or(0)
     }
-    /// Threads or processes that exited inside a window (their run time
-    /// there is missing).
-    pub fn exited(&self) -> usize {
-        self.windows
+    /// Threads or processes that exited inside a window, and the run time
+    /// of the threads among them there (µs/s, median over the windows,
+    /// both roles): counted through the process clock.
+    pub fn exited(&self) -> (usize, f64) {
+        let n = self
+            .windows
             .iter()
             .map(|w| w.cpu[0].exited + w.cpu[1].exited)
-            .sum()
+            .sum();
+        let us = self
+            .over(|w| {
+                (w.cpu[0].exited_ns + w.cpu[1].exited_ns) as f64
+                    / 1e3
+                    / w.len.as_secs_f64().max(1e-9)
+            })
+            .map_or(0.0, |s| s.0);
+        (n, us)
     }
 }
 

@@ -7,8 +7,8 @@
 //! wire; footprint; scale; in the network-namespace lab (real nginx, a
 //! client polling the VIP every 10 ms). Writes its own Markdown report.
 //!
-//! Idle CPU is the daemons' run time in ns (schedstat of every thread, see
-//! `procs.rs`) over several windows in which nginx-ha's and keepalived's
+//! Idle CPU is the daemons' run time in ns (every thread, exited ones
+//! included, see `procs.rs`) over several windows in which nginx-ha's and keepalived's
 //! pairs take turns (`interleave.rs`); the report gives µs of CPU per
 //! second (median and min–max over the windows), % of a core and µs per
 //! advert (the master sends, the backup receives, one per advert interval).
@@ -340,6 +340,7 @@ fn main() {
         }
         rep.notes.push("keepalived textbook: `weight -60` instead of the recipe's -20 so that a failing check takes priority 150 below the backup's 100 (with 150/100, -20 would never fail over); keepalived's defaults rise 1 / fall 1 (nginx-ha's defaults are rise 2 / fall 2).".into());
         rep.notes.push("nginx-ha runs at its default check settings in every profile (interval 1s, timeout 500ms, rise 2, fall 2, weight 0); only advertInterval differs (1s / 100ms / 10ms). The pair profile sets only `unicastPeers` (both nodes) besides interface, VRID and VIP: VRRPv3, 1 s adverts and `fastTakeover: auto` (on, with one peer) are the defaults; keepalived there: `unicast_src_ip`/`unicast_peer`, VRRPv3, `advert_int 1`, vrrp_track_process with weight 0; scenario C is not run in the pair profile. Before issue 15 the fast profile set interval 100ms, timeout 50ms.".into());
+        rep.notes.push("Idle CPU: each window starts once the freshly started pair has settled (node0 holds the VIP and serves the client, then 3 advert intervals). keepalived's vrrp_track_process listens to the kernel's process-event connector, which reports every fork, exec and exit on the machine: its wake-ups and CPU grow with the machine's process churn (on a shared machine, other users' builds), not with the adverts alone.".into());
         rep.notes.push("kill-to-GARP (table G): the clocks are read after the nginx PIDs are found, right before the first kill(2); the GARP (sender = target = VIP, from node1's MAC) is seen by an AF_PACKET socket in the client's namespace and stamped by the kernel (SO_TIMESTAMPNS).".into());
         rep.notes.push("keepalived fast, fastest and pair: `vrrp_track_process` needs keepalived's own `-s <netns>` (under `ip netns exec` the netlink process connector is missing). All lab nodes share one PID namespace, so `process nginx` would count every node's nginx (and other nginx on the machine): each node's nginx runs through a symlink with a name of its own (`ngx<pid>n<node>`) and keepalived tracks that name (comm). Matching by command line instead (`process /usr/sbin/nginx -p DIR ...`) is unreliable with nginx: keepalived reads the command line at exec time and at its own start, and nginx rewrites it (`nginx: master process ...`) right after exec, so a restarted keepalived or a restarted nginx was not matched. `weight 0` (FAULT) in these profiles for both trackers: leaving MASTER sends priority 0, the quickest handover keepalived has.".into());
     }

@@ -9,9 +9,12 @@
 //! (keepalived's check scripts) are only known from cutime+cstime, in
 //! ticks; they are added as such.
 //!
-//! A thread that exits inside a window takes its run time with it (the
-//! kernel folds it into the process total, which schedstat does not show):
-//! the delta counts such threads so that the report can say so.
+//! A thread that exits inside a window takes its schedstat with it (the
+//! kernel folds its run time into the process total: nginx-ha's blocking
+//! pool threads come and go). So a process's CPU is its CPU clock
+//! (clock_getcpuclockid: the same run time, ns, of its live threads plus
+//! the ones that exited); the per-thread schedstat sums are the fallback
+//! and show how much of it came from threads that exited in the window.
 
 use crate::clk_tck;
 use crate::lab::children_of;
@@ -40,12 +43,31 @@ fn tids(pid: u32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// One process's CPU: run time per thread (ns) and the reaped children's
-/// cutime+cstime (ns, tick resolution).
+/// One process's CPU: its CPU clock (ns), run time per live thread (ns)
+/// and the reaped children's cutime+cstime (ns, tick resolution).
 #[derive(Clone, Debug, Default)]
 pub struct ProcCpu {
+    pub clock_ns: Option<u64>,
     pub threads: BTreeMap<u32, u64>,
     pub reaped_ns: u64,
+}
+
+/// The CPU clock of a whole process: every thread, live or exited.
+fn process_clock_ns(pid: u32) -> Option<u64> {
+    let mut clk: libc::clockid_t = 0;
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: both calls write one value of the given type.
+    unsafe {
+        if libc::clock_getcpuclockid(pid as libc::pid_t, &mut clk) != 0
+            || libc::clock_gettime(clk, &mut t) != 0
+        {
+            return None;
+        }
+    }
+    Some(t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64)
 }
 
 /// None if the process is gone.
@@ -66,6 +88,7 @@ pub fn cpu_of(pid: u32) -> Option<ProcCpu> {
         })
         .collect();
     Some(ProcCpu {
+        clock_ns: process_clock_ns(pid),
         threads,
         reaped_ns: (ticks as f64 * 1e9 / clk_tck()) as u64,
     })
@@ -88,9 +111,11 @@ pub struct CpuDelta {
     pub own_ns: u64,
     /// CPU of children reaped by the tree (ns, tick resolution).
     pub reaped_ns: u64,
-    /// Threads (or processes) seen at the start and gone at the end: their
-    /// run time inside the window is missing from `own_ns`.
+    /// Threads (or processes) seen at the start and gone at the end.
     pub exited: usize,
+    /// Run time of threads that exited inside the window: in `own_ns`
+    /// through the process clock, missing from the schedstat sums.
+    pub exited_ns: u64,
 }
 
 impl CpuDelta {
@@ -105,10 +130,18 @@ pub fn cpu_delta(a: &TreeCpu, b: &TreeCpu) -> CpuDelta {
     let mut d = CpuDelta::default();
     for (pid, pb) in b {
         let pa = a.get(pid);
+        let mut threads = 0;
         for (tid, ns) in &pb.threads {
             let before = pa.and_then(|p| p.threads.get(tid)).copied().unwrap_or(0);
-            d.own_ns += ns.saturating_sub(before);
+            threads += ns.saturating_sub(before);
         }
+        let clock = match (pa.map(|p| p.clock_ns), pb.clock_ns) {
+            (Some(Some(x)), Some(y)) => Some(y.saturating_sub(x)),
+            (None, Some(y)) => Some(y),
+            _ => None,
+        };
+        d.own_ns += clock.unwrap_or(threads);
+        d.exited_ns += clock.map_or(0, |c| c.saturating_sub(threads));
         d.reaped_ns += pb.reaped_ns.saturating_sub(pa.map_or(0, |p| p.reaped_ns));
     }
     for (pid, pa) in a {
@@ -187,7 +220,8 @@ mod tests {
     }
 
     /// 3 ms of CPU in one thread reads as 3 ms, not as 0 or 10 ms (a clock
-    /// tick); and a thread that exits inside the window is reported.
+    /// tick); a thread that exits inside the window is reported and its run
+    /// time still counted.
     #[test]
     fn procs_reads_a_threads_cpu_in_ns_and_counts_exited_threads() {
         let me = std::process::id();
@@ -223,7 +257,12 @@ mod tests {
         h.join().expect("join");
         let c = tree_cpu(me);
         assert!(!c[&me].threads.contains_key(&tid));
-        assert!(cpu_delta(&b, &c).exited >= 1);
+        let gone = cpu_delta(&a, &c);
+        assert!(gone.exited >= 1);
+        assert!(
+            gone.own_ns >= 3_000_000 && gone.exited_ns >= 3_000_000,
+            "the exited thread's 3 ms are missing: {gone:?}"
+        );
     }
 
     #[test]
@@ -234,6 +273,7 @@ mod tests {
                     (
                         *p,
                         ProcCpu {
+                            clock_ns: None,
                             threads: ts.iter().copied().collect(),
                             reaped_ns: *r,
                         },
@@ -253,5 +293,12 @@ mod tests {
         let gone = snap(&[(10, &[(10, 140)], 3000)]);
         // Threads 11 and 12 of process 10, and process 20.
         assert_eq!(cpu_delta(&b, &gone).exited, 3);
+        // With the process clock, an exited thread's time still counts.
+        let mut b2 = b.clone();
+        let mut gone2 = gone.clone();
+        b2.get_mut(&10).expect("10").clock_ns = Some(1_000);
+        gone2.get_mut(&10).expect("10").clock_ns = Some(1_025);
+        let d = cpu_delta(&b2, &gone2);
+        assert_eq!((d.own_ns, d.exited_ns), (25, 15));
     }
 }

@@ -98,7 +98,7 @@ pub fn write_issue15(m: &mut String, rep: &Report) {
     );
     let _ = writeln!(
         m,
-        "CPU = run time of every thread of every process of the daemon, in ns (/proc/PID/task/TID/schedstat), plus children it reaped (keepalived's check scripts: cutime+cstime, ticks). nginx-ha's and keepalived's windows take turns, each in a freshly started pair. 10 000 µs/s = 1 % of one core. µs/advert = µs/s × the advert interval: per advert sent (master) or received (backup). Wake-ups/s = voluntary context switches per second over all threads: a count, not swayed by other load the way CPU time is.\n"
+        "CPU = run time of every thread of every process of the daemon, in ns (/proc/PID/task/TID/schedstat; through the process's CPU clock, so that threads that exit inside a window count too), plus children it reaped (keepalived's check scripts: cutime+cstime, ticks). nginx-ha's and keepalived's windows take turns, each in a freshly started pair. 10 000 µs/s = 1 % of one core. µs/advert = µs/s × the advert interval: per advert sent (master) or received (backup). Wake-ups/s = voluntary context switches per second over all threads: a count, not swayed by other load the way CPU time is.\n"
     );
     let _ = writeln!(
         m,
@@ -214,7 +214,7 @@ pub fn write_footprint(m: &mut String, rep: &Report) {
     );
     let _ = writeln!(
         m,
-        "RSS summed over every process of the daemon (keepalived: parent + VRRP child + any running check script), sampled every second (mean: median of the windows' means; max: over all windows). CPU: µs per second, median (min–max) over the windows; the daemon's threads (schedstat, ns) and, separately, the children it reaped (keepalived's check scripts; ticks).\n"
+        "RSS summed over every process of the daemon (keepalived: parent + VRRP child + any running check script), sampled every second (mean: median of the windows' means; max: over all windows). CPU: µs per second, median (min–max) over the windows; the daemon's processes (CPU clock, ns: schedstat run time of the live threads plus the threads that exited) and, separately, the children it reaped (keepalived's check scripts; ticks).\n"
     );
     let _ = writeln!(
         m,
@@ -238,15 +238,16 @@ pub fn write_footprint(m: &mut String, rep: &Report) {
                     c.map_or("–".into(), |c| format!("{:.3}", c.0 / 1e4)),
                 );
             }
-            if fp.exited() > 0 {
-                exited.push(format!("{} ({})", r.label, fp.exited()));
+            let (n, us) = fp.exited();
+            if n > 0 {
+                exited.push(format!("{} ({n}; {us:.1} µs/s)", r.label));
             }
         }
     }
     if !exited.is_empty() {
         let _ = writeln!(
             m,
-            "\nThreads or processes that exited inside a window (their run time there is not counted): {}.",
+            "\nThreads or processes that exited inside a window (how many over all windows; the threads' run time there, median µs/s of master + backup, is counted through the process's CPU clock, a process's through its parent's cutime+cstime): {}.",
             exited.join(", ")
         );
     }
