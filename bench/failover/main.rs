@@ -1,9 +1,17 @@
 //! Side-by-side benchmark of nginx-ha and Debian's keepalived (issues 7
 //! and 15): failover and failback time and failed requests (scenarios A-E)
-//! in three advert profiles (1 s, 100 ms, 10 ms; nginx-ha at its default
-//! check settings), kill-to-GARP on the wire, footprint, and scale, in the
-//! network-namespace lab (real nginx, a client polling the VIP every 10 ms).
-//! Writes its own Markdown report.
+//! in three multicast advert profiles (1 s, 100 ms, 10 ms) and the unicast
+//! pair (`pair`: nginx-ha's default unicast pair, 1 s adverts, next to
+//! keepalived's unicast pair with vrrp_track_process; scenarios A, B, D, E),
+//! nginx-ha at its default check settings throughout; kill-to-GARP on the
+//! wire; footprint; scale; in the network-namespace lab (real nginx, a
+//! client polling the VIP every 10 ms). Writes its own Markdown report.
+//!
+//! Idle CPU is the daemons' run time in ns (every thread, exited ones
+//! included, see `procs.rs`) over several windows in which nginx-ha's and keepalived's
+//! pairs take turns (`interleave.rs`); the report gives µs of CPU per
+//! second (median and min–max over the windows), % of a core and µs per
+//! advert (the master sends, the backup receives, one per advert interval).
 //!
 //! Run as root through `scripts/bench` (installs, builds --release, runs):
 //!
@@ -11,14 +19,19 @@
 //!     sudo scripts/bench --quick         # 1 run, 10 s windows
 //!     target/release/examples/failover --runs 5 --out /tmp/b.md --sections failover
 //!     target/release/examples/failover --quick --profiles fastest --sections failover,footprint
+//!     target/release/examples/failover --quick --runs 3 --profiles pair,fastest --sections failover,footprint
 //!     target/release/examples/failover --quick --sections scale --scale 1000 --scale-window 600
 //!     target/release/examples/failover --quick --sections anycast  # BGP anycast next to VRRP (needs bird2, nft)
 //!
-//! Not a test and not run by CI's test suite.
+//! Not a test and not run by CI's test suite. Its own unit tests (the CPU
+//! readings; no root needed): `cargo test --release --example failover`.
 
 mod anycast;
+mod footprint;
 mod garp;
+mod interleave;
 mod jitter;
+mod procs;
 mod report;
 mod report_tables;
 mod scale;
@@ -28,8 +41,8 @@ mod setups;
 use nginx_ha_lab as lab;
 use report::{Report, write_report};
 use scale::{run_scale, scale_keepalived, scale_nginx_ha, scale_plan};
-use scenarios::{SCENARIOS, run_setup};
-use setups::{Daemon, KaCheck, Profile, Setup, daemon_bin};
+use scenarios::SCENARIOS;
+use setups::{Daemon, Profile, daemon_bin};
 
 use lab::{Lab, VIP, vip};
 use std::fs;
@@ -82,6 +95,9 @@ pub struct Opts {
     pub scale_window: Option<Duration>,
     pub max_load: f64,
     pub load_wait: Duration,
+    /// Idle-CPU windows per setup and profile, and their length.
+    pub cpu_windows: usize,
+    pub cpu_window: Duration,
 }
 
 pub fn parse_args() -> Opts {
@@ -102,7 +118,11 @@ pub fn parse_args() -> Opts {
         scale_window: None,
         max_load: 1.5,
         load_wait: Duration::from_secs(300),
+        cpu_windows: 5,
+        cpu_window: Duration::from_secs(12),
     };
+    let mut cpu_windows_given = None;
+    let mut cpu_window_given = None;
     let mut runs_given = None;
     let mut window_given = None;
     let mut args = std::env::args().skip(1);
@@ -130,7 +150,7 @@ pub fn parse_args() -> Opts {
                     .split(',')
                     .map(|p| {
                         Profile::parse(p)
-                            .unwrap_or_else(|| usage("--profiles textbook,fast,fastest"))
+                            .unwrap_or_else(|| usage("--profiles textbook,fast,fastest,pair"))
                     })
                     .collect()
             }
@@ -159,6 +179,20 @@ pub fn parse_args() -> Opts {
                         .unwrap_or_else(|_| usage("--load-wait SECONDS")),
                 )
             }
+            "--cpu-windows" => {
+                cpu_windows_given = Some(
+                    val("--cpu-windows")
+                        .parse()
+                        .unwrap_or_else(|_| usage("--cpu-windows N")),
+                )
+            }
+            "--cpu-window" => {
+                cpu_window_given = Some(Duration::from_secs(
+                    val("--cpu-window")
+                        .parse()
+                        .unwrap_or_else(|_| usage("--cpu-window SECONDS")),
+                ))
+            }
             "-h" | "--help" => usage(""),
             // cargo bench/test harness flags, if run that way
             "--bench" | "--nocapture" => {}
@@ -169,6 +203,17 @@ pub fn parse_args() -> Opts {
         o.runs = 1;
         o.window = Duration::from_secs(10);
         o.load_wait = Duration::ZERO;
+        o.cpu_windows = 3;
+        o.cpu_window = Duration::from_secs(10);
+    }
+    if let Some(n) = cpu_windows_given {
+        o.cpu_windows = n;
+    }
+    if let Some(w) = cpu_window_given {
+        o.cpu_window = w;
+    }
+    if o.cpu_windows == 0 || o.cpu_window.is_zero() {
+        usage("--cpu-windows and --cpu-window must be at least 1");
     }
     if let Some(r) = runs_given {
         o.runs = r;
@@ -194,8 +239,9 @@ pub fn usage(msg: &str) -> ! {
     }
     eprintln!(
         "usage: failover [--runs N (10)] [--quick] [--out FILE (BENCHMARKS.md)] [--window SECONDS (60)]\n\
-         \x20               [--sections failover,footprint,scale,jitter,anycast] [--profiles textbook,fast,fastest]\n\
+         \x20               [--sections failover,footprint,scale,jitter,anycast] [--profiles textbook,fast,fastest,pair]\n\
          \x20               [--scale 1,50,200,1000 (instance counts)] [--scale-window SECONDS (--window)]\n\
+         \x20               [--cpu-windows N (5; 3 with --quick)] [--cpu-window SECONDS (12; 10 with --quick)]\n\
          \x20               [--max-load X (1.5)] [--load-wait SECONDS (300)]"
     );
     std::process::exit(2)
@@ -289,67 +335,14 @@ fn main() {
         };
         let fp = want("footprint");
         for prof in o.profiles.clone() {
-            let mut rs = Vec::new();
-            let nh = Setup {
-                daemon: Daemon::NginxHa,
-                profile: prof,
-                ka: KaCheck::Script,
-            };
-            rs.push(run_setup(nh, &o, &scen, fp));
-            match prof {
-                // 10 ms adverts: keepalived's quickest tracker only.
-                Profile::Fastest => {
-                    let tp = Setup {
-                        daemon: Daemon::Keepalived,
-                        profile: prof,
-                        ka: KaCheck::TrackProcess,
-                    };
-                    rs.push(run_setup(tp, &o, &scen, fp));
-                }
-                Profile::Textbook => {
-                    let ka = Setup {
-                        daemon: Daemon::Keepalived,
-                        profile: prof,
-                        ka: KaCheck::Script,
-                    };
-                    rs.push(run_setup(ka, &o, &scen, fp));
-                }
-                Profile::Fast => {
-                    let tp = Setup {
-                        daemon: Daemon::Keepalived,
-                        profile: prof,
-                        ka: KaCheck::TrackProcess,
-                    };
-                    let r = run_setup(tp, &o, &scen, fp);
-                    let tp_ok = r.samples.get(&'A').is_some_and(|v| !v.is_empty());
-                    rs.push(r);
-                    // The script variant: only A and D depend on the check;
-                    // it carries the footprint if track_process failed.
-                    let sc = Setup {
-                        daemon: Daemon::Keepalived,
-                        profile: prof,
-                        ka: KaCheck::Script,
-                    };
-                    let ad: Vec<char> = if tp_ok {
-                        scen.iter()
-                            .copied()
-                            .filter(|c| *c == 'A' || *c == 'D')
-                            .collect()
-                    } else {
-                        rep.notes.push("vrrp_track_process did not work in the lab: keepalived's fast profile falls back to vrrp_script (see errors)".into());
-                        scen.clone()
-                    };
-                    if !ad.is_empty() || !tp_ok {
-                        rs.push(run_setup(sc, &o, &ad, fp && !tp_ok));
-                    }
-                }
-            }
+            let rs = interleave::run_profile(prof, &o, &scen, fp, &mut rep.notes);
             rep.results.push((prof, rs));
         }
         rep.notes.push("keepalived textbook: `weight -60` instead of the recipe's -20 so that a failing check takes priority 150 below the backup's 100 (with 150/100, -20 would never fail over); keepalived's defaults rise 1 / fall 1 (nginx-ha's defaults are rise 2 / fall 2).".into());
-        rep.notes.push("nginx-ha runs at its default check settings in every profile (interval 1s, timeout 500ms, rise 2, fall 2, weight 0); only advertInterval differs (1s / 100ms / 10ms). Before issue 15 the fast profile set interval 100ms, timeout 50ms.".into());
+        rep.notes.push("nginx-ha runs at its default check settings in every profile (interval 1s, timeout 500ms, rise 2, fall 2, weight 0); only advertInterval differs (1s / 100ms / 10ms). The pair profile sets only `unicastPeers` (both nodes) besides interface, VRID and VIP: VRRPv3, 1 s adverts and `fastTakeover: auto` (on, with one peer) are the defaults; keepalived there: `unicast_src_ip`/`unicast_peer`, VRRPv3, `advert_int 1`, vrrp_track_process with weight 0; scenario C is not run in the pair profile. Before issue 15 the fast profile set interval 100ms, timeout 50ms.".into());
+        rep.notes.push("Idle CPU: each window starts once the freshly started pair has settled (node0 holds the VIP and serves the client, then 3 advert intervals). keepalived's vrrp_track_process listens to the kernel's process-event connector, which reports every fork, exec and exit on the machine: its wake-ups and CPU grow with the machine's process churn (on a shared machine, other users' builds), not with the adverts alone.".into());
         rep.notes.push("kill-to-GARP (table G): the clocks are read after the nginx PIDs are found, right before the first kill(2); the GARP (sender = target = VIP, from node1's MAC) is seen by an AF_PACKET socket in the client's namespace and stamped by the kernel (SO_TIMESTAMPNS).".into());
-        rep.notes.push("keepalived fast and fastest: `vrrp_track_process` needs keepalived's own `-s <netns>` (under `ip netns exec` the netlink process connector is missing). All lab nodes share one PID namespace, so `process nginx` would count every node's nginx (and other nginx on the machine): each node's nginx runs through a symlink with a name of its own (`ngx<pid>n<node>`) and keepalived tracks that name (comm). Matching by command line instead (`process /usr/sbin/nginx -p DIR ...`) is unreliable with nginx: keepalived reads the command line at exec time and at its own start, and nginx rewrites it (`nginx: master process ...`) right after exec, so a restarted keepalived or a restarted nginx was not matched. `weight 0` (FAULT) in the fast profile for both trackers: leaving MASTER sends priority 0, the quickest handover keepalived has.".into());
+        rep.notes.push("keepalived fast, fastest and pair: `vrrp_track_process` needs keepalived's own `-s <netns>` (under `ip netns exec` the netlink process connector is missing). All lab nodes share one PID namespace, so `process nginx` would count every node's nginx (and other nginx on the machine): each node's nginx runs through a symlink with a name of its own (`ngx<pid>n<node>`) and keepalived tracks that name (comm). Matching by command line instead (`process /usr/sbin/nginx -p DIR ...`) is unreliable with nginx: keepalived reads the command line at exec time and at its own start, and nginx rewrites it (`nginx: master process ...`) right after exec, so a restarted keepalived or a restarted nginx was not matched. `weight 0` (FAULT) in these profiles for both trackers: leaving MASTER sends priority 0, the quickest handover keepalived has.".into());
     }
     if want("scale") {
         let window = o.scale_window.unwrap_or(o.window);

@@ -126,10 +126,12 @@ pub fn write_report(rep: &Report) -> String {
     );
     let _ = writeln!(
         m,
-        "| runs | N = {} per scenario{}; footprint/scale window {} s |",
+        "| runs | N = {} per scenario{}; idle CPU {} × {} s windows per setup, nginx-ha's and keepalived's in turns; scale window {} s |",
         o.runs,
         if o.quick { " (`--quick`)" } else { "" },
-        o.window.as_secs()
+        o.cpu_windows,
+        o.cpu_window.as_secs(),
+        o.scale_window.unwrap_or(o.window).as_secs()
     );
     let _ = writeln!(
         m,
@@ -197,37 +199,7 @@ pub fn write_report(rep: &Report) -> String {
 
     crate::report_tables::write_issue15(&mut m, rep);
 
-    // ---- footprint
-    let _ = writeln!(m, "## Footprint (idle, {} s)\n", o.window.as_secs());
-    let _ = writeln!(
-        m,
-        "RSS summed over every process of the daemon (keepalived: parent + VRRP child + any running check script), sampled every second; CPU = utime+stime of those processes over the window, plus the CPU of children they reaped (keepalived's check scripts).\n"
-    );
-    let _ = writeln!(
-        m,
-        "| setup | role | processes | RSS mean KiB | RSS max KiB | CPU own ms | CPU incl. children ms | % of one core |\n|---|---|---|---|---|---|---|---|"
-    );
-    for (_, rs) in &rep.results {
-        for r in rs {
-            if let Some(fp) = &r.footprint {
-                for (k, role) in ["master", "backup"].iter().enumerate() {
-                    let tot = fp.cpu_own_s[k] + fp.cpu_children_s[k];
-                    let _ = writeln!(
-                        m,
-                        "| {} | {role} | {} | {:.0} | {} | {:.0} | {:.0} | {:.2} |",
-                        r.label,
-                        fp.procs[k],
-                        fp.rss_mean_kib[k],
-                        fp.rss_max_kib[k],
-                        fp.cpu_own_s[k] * 1000.0,
-                        tot * 1000.0,
-                        tot / fp.window.as_secs_f64() * 100.0
-                    );
-                }
-            }
-        }
-    }
-    let _ = writeln!(m);
+    crate::report_tables::write_footprint(&mut m, rep);
 
     for section in &rep.extra {
         m.push_str(section);
@@ -242,7 +214,7 @@ pub fn write_report(rep: &Report) -> String {
         );
         let _ = writeln!(
             m,
-            "Instances spread over {IFACES} interfaces (eth0-eth{}, each on its own bridge) × IPv4/IPv6 (instance j: eth(j%12/2), IPv6 if j odd, VRID j/12+1; IPv4 VIPs /32); node0 priority 150 (master of all), node1 100. Adverts counted on the wire by nft counters in the bridge namespace (prerouting, per ingress port), the same way for both daemons; nginx-ha's own `status --json` advertsSent alongside. No health checks in this part (VRRP only). Spurious transitions = state changes logged by either node during the window (must be 0). On time: sent/expected ≥ 0.999.\n",
+            "Instances spread over {IFACES} interfaces (eth0-eth{}, each on its own bridge) × IPv4/IPv6 (instance j: eth(j%12/2), IPv6 if j odd, VRID j/12+1; IPv4 VIPs /32); node0 priority 150 (master of all), node1 100. Adverts counted on the wire by nft counters in the bridge namespace (prerouting, per ingress port), the same way for both daemons; nginx-ha's own `status --json` advertsSent alongside. No health checks in this part (VRRP only). CPU = run time of every thread of the daemon's processes (schedstat, ns; see the footprint). Spurious transitions = state changes logged by either node during the window (must be 0). On time: sent/expected ≥ 0.999.\n",
             IFACES - 1
         );
         let _ = writeln!(
@@ -261,7 +233,7 @@ pub fn write_report(rep: &Report) -> String {
             let pc = |x: f64| x / s.window_s * 100.0;
             let _ = writeln!(
                 m,
-                "| {} | {} | {} | {} | {:.3} | {} | {} | {:.0} ({:.1}%) | {:.0} ({:.1}%) | {} / {} | {} | {}/{} |",
+                "| {} | {} | {} | {} | {:.3} | {} | {} | {:.1} ({:.2}%) | {:.1} ({:.2}%) | {} / {} | {} | {}/{} |",
                 s.daemon,
                 s.n,
                 s.expected,
@@ -387,25 +359,26 @@ pub fn write_report(rep: &Report) -> String {
         let fp = |r: Option<&SetupResult>| r.and_then(|r| r.footprint.clone());
         if let (Some(a), Some(k)) = (fp(nh), fp(ka)) {
             for (i, role) in ["master", "backup"].iter().enumerate() {
+                let (ra, rk) = (a.rss_mean_kib(i), k.rss_mean_kib(i));
                 let _ = writeln!(
                     m,
-                    "| Memory {} {role}: RSS no higher than keepalived's | {:.0} KiB vs {:.0} KiB | {} |",
+                    "| Memory {} {role}: RSS no higher than keepalived's | {} KiB vs {} KiB | {} |",
                     p.name(),
-                    a.rss_mean_kib[i],
-                    k.rss_mean_kib[i],
-                    verdict(Some(a.rss_mean_kib[i] <= k.rss_mean_kib[i]))
+                    f1(ra),
+                    f1(rk),
+                    verdict(both(ra, rk, &|a, k| a <= k))
                 );
                 let (ca, ck) = (
-                    a.cpu_own_s[i] + a.cpu_children_s[i],
-                    k.cpu_own_s[i] + k.cpu_children_s[i],
+                    a.cpu_us_per_s(i).map(|s| s.0),
+                    k.cpu_us_per_s(i).map(|s| s.0),
                 );
                 let _ = writeln!(
                     m,
-                    "| Idle CPU {} {role}: no higher than keepalived's | {:.0} ms vs {:.0} ms | {} |",
+                    "| Idle CPU {} {role}: no higher than keepalived's (median of the windows) | {} µs/s vs {} µs/s | {} |",
                     p.name(),
-                    ca * 1000.0,
-                    ck * 1000.0,
-                    verdict(Some(ca <= ck))
+                    ca.map_or("–".into(), |x| format!("{x:.1}")),
+                    ck.map_or("–".into(), |x| format!("{x:.1}")),
+                    verdict(both(ca, ck, &|a, k| a <= k))
                 );
             }
         }
@@ -469,7 +442,7 @@ pub fn write_report(rep: &Report) -> String {
     );
     let _ = writeln!(
         m,
-        "nginx in every node: `daemon off; master_process on; worker_processes 1;`, a server on port 80 answering `nodeN`, and `stub_status` on 127.0.0.1:8081 (`crates/lab/src/lab.rs`). Priorities 150/100, VRID 51, VIP {VIP}/24, multicast, preemption on, in both daemons.\n"
+        "nginx in every node: `daemon off; master_process on; worker_processes 1;`, a server on port 80 answering `nodeN`, and `stub_status` on 127.0.0.1:8081 (`crates/lab/src/lab.rs`). Priorities 150/100, VRID 51, VIP {VIP}/24, preemption on, in both daemons; multicast except in the pair profile (unicast between the two nodes).\n"
     );
     for (_, rs) in &rep.results {
         for r in rs {

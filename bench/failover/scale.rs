@@ -2,9 +2,8 @@
 //! families at 100 ms adverts, adverts counted on the wire.
 
 use crate::lab::{self, Lab, wait_for};
-use crate::setups::{
-    Daemon, count_transitions, cpu_delta, daemon_bin, prio, rss_kib, tree, tree_cpu,
-};
+use crate::procs::{cpu_delta, rss_kib, tree, tree_cpu};
+use crate::setups::{Daemon, count_transitions, daemon_bin, prio};
 use crate::{cmd_out, loadavg};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
@@ -296,8 +295,8 @@ pub fn run_scale(daemon: Daemon, n: usize, window: Duration) -> ScaleResult {
     r.wire_backup = (w1[2] - w0[2]) + (w1[3] - w0[3]);
     r.own_counter = own0.zip(own1).map(|(a, b)| b - a);
     for k in 0..2 {
-        let (own, kids) = cpu_delta(&cpu0[k], &cpu1[k]);
-        r.cpu_s[k] = own + kids;
+        // ns run time (see procs.rs), as in the footprint.
+        r.cpu_s[k] = cpu_delta(&cpu0[k], &cpu1[k]).total_ns() as f64 / 1e9;
         r.rss_kib[k] = tree(pid(&lab, k)).iter().map(|&q| rss_kib(q)).sum();
         r.transitions[k] = tr1[k] - tr0[k];
     }

@@ -1,11 +1,10 @@
 //! What the benchmark runs on a pair: the open-loop client, failover
-//! scenarios A-E, kill-to-GARP, and the footprint window.
+//! scenarios A-E and kill-to-GARP.
 
+use crate::footprint::Footprint;
 use crate::garp::{ArpCapture, mac_of};
-use crate::lab::{Lab, children_of, http_get, in_netns, ms};
-use crate::setups::{
-    Daemon, Pair, Setup, cpu_delta, keepalived_conf, rss_kib, tree, tree_cpu, tree_wakeups,
-};
+use crate::lab::{Lab, children_of, http_get, in_netns};
+use crate::setups::{Daemon, Pair, Setup, keepalived_conf};
 use crate::{Opts, POLL_EVERY, REQ_TIMEOUT, VIP, jitter, loadavg, msf, vip};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -129,25 +128,39 @@ pub fn configs_of(p: &Pair) -> Vec<(String, String)> {
         .collect()
 }
 
-pub fn run_setup(s: Setup, o: &Opts, scen: &[char], with_fp: bool) -> SetupResult {
-    let mut r = SetupResult {
-        label: s.label(),
-        ..Default::default()
-    };
+impl SetupResult {
+    pub fn new(s: Setup) -> SetupResult {
+        SetupResult {
+            label: s.label(),
+            ..Default::default()
+        }
+    }
+}
+
+/// A freshly started and settled pair of setup `s`; None, with the error
+/// in `r`, if it did not start.
+pub fn start_pair(s: Setup, r: &mut SetupResult) -> Option<Pair> {
     eprintln!("\n== {} ==", r.label);
     r.loads.push(loadavg());
     let mut p = Pair::new(s);
-    r.configs = configs_of(&p);
+    if r.configs.is_empty() {
+        r.configs = configs_of(&p);
+    }
     if let Err(e) = p.start() {
         r.errors.push(format!("did not start: {e}"));
         r.errors
             .push(format!("node0 log tail: {}", tail(&p.log(0), 8)));
-        return r;
+        return None;
     }
-    if with_fp {
-        r.footprint = Some(footprint(&p, o.window));
-    }
+    Some(p)
+}
+
+/// Every run of the scenarios in `scen` on a started pair.
+pub fn run_scenarios(p: &mut Pair, r: &mut SetupResult, o: &Opts, scen: &[char]) {
     let has = |c: char| scen.contains(&c);
+    if scen.is_empty() {
+        return;
+    }
     let mac1 = mac_of(&p.lab.nodes[1].ns, "eth0");
     let vip4: Ipv4Addr = VIP.parse().unwrap_or(Ipv4Addr::UNSPECIFIED);
     for run in 0..o.runs {
@@ -156,7 +169,7 @@ pub fn run_setup(s: Setup, o: &Opts, scen: &[char], with_fp: bool) -> SetupResul
             let cap = ArpCapture::open(&p.lab.client_ns, "eth0");
             let (t0, wall0) = kill_nginx_timed(&mut p.lab, 0);
             match poll(&p.lab, t0, "node1\n", Duration::from_secs(20)) {
-                Some((d, f)) => push(&mut r, 'A', run, d, f),
+                Some((d, f)) => push(r, 'A', run, d, f),
                 None => r.errors.push(format!("run {run} A: backup never served")),
             }
             let garp = match (&cap, mac1) {
@@ -164,7 +177,7 @@ pub fn run_setup(s: Setup, o: &Opts, scen: &[char], with_fp: bool) -> SetupResul
                 _ => None,
             };
             match (garp.and_then(|g| g.duration_since(wall0).ok()), &cap) {
-                (Some(d), _) => push(&mut r, GARP, run, d, 0),
+                (Some(d), _) => push(r, GARP, run, d, 0),
                 (None, Err(e)) => r.errors.push(format!("run {run} GARP capture: {e}")),
                 (None, Ok(_)) => r.errors.push(format!("run {run}: no GARP from node1 seen")),
             }
@@ -172,7 +185,7 @@ pub fn run_setup(s: Setup, o: &Opts, scen: &[char], with_fp: bool) -> SetupResul
             let t0 = Instant::now();
             p.start_nginx(0);
             match poll(&p.lab, t0, "node0\n", Duration::from_secs(30)) {
-                Some((d, f)) => push(&mut r, 'D', run, d, f),
+                Some((d, f)) => push(r, 'D', run, d, f),
                 None => r
                     .errors
                     .push(format!("run {run} D: node0 never served again")),
@@ -187,7 +200,7 @@ pub fn run_setup(s: Setup, o: &Opts, scen: &[char], with_fp: bool) -> SetupResul
             let t0 = Instant::now();
             p.sigterm_daemon(0);
             match poll(&p.lab, t0, "node1\n", Duration::from_secs(20)) {
-                Some((d, f)) => push(&mut r, 'B', run, d, f),
+                Some((d, f)) => push(r, 'B', run, d, f),
                 None => r.errors.push(format!("run {run} B: backup never served")),
             }
             p.reap_daemon(0);
@@ -197,7 +210,7 @@ pub fn run_setup(s: Setup, o: &Opts, scen: &[char], with_fp: bool) -> SetupResul
                 let t0 = Instant::now();
                 p.start_daemon(0);
                 match poll(&p.lab, t0, "node0\n", Duration::from_secs(30)) {
-                    Some((d, f)) => push(&mut r, 'E', run, d, f),
+                    Some((d, f)) => push(r, 'E', run, d, f),
                     None => r
                         .errors
                         .push(format!("run {run} E: node0 never served again")),
@@ -215,7 +228,7 @@ pub fn run_setup(s: Setup, o: &Opts, scen: &[char], with_fp: bool) -> SetupResul
             let t0 = Instant::now();
             p.lab.set_link(0, false);
             match poll(&p.lab, t0, "node1\n", Duration::from_secs(20)) {
-                Some((d, f)) => push(&mut r, 'C', run, d, f),
+                Some((d, f)) => push(r, 'C', run, d, f),
                 None => r.errors.push(format!("run {run} C: backup never served")),
             }
             p.lab.set_link(0, true);
@@ -226,7 +239,6 @@ pub fn run_setup(s: Setup, o: &Opts, scen: &[char], with_fp: bool) -> SetupResul
         }
     }
     r.loads.push(loadavg());
-    r
 }
 
 pub fn push(r: &mut SetupResult, sc: char, run: usize, d: Duration, failed: u32) {
@@ -244,56 +256,4 @@ pub fn push(r: &mut SetupResult, sc: char, run: usize, d: Duration, failed: u32)
 pub fn tail(s: &str, n: usize) -> String {
     let v: Vec<&str> = s.lines().collect();
     v[v.len().saturating_sub(n)..].join(" | ")
-}
-
-// ------------------------------------------------------------ footprint
-
-#[derive(Clone, Debug, Default)]
-pub struct Footprint {
-    pub window: Duration,
-    /// [master, backup]
-    pub rss_mean_kib: [f64; 2],
-    pub rss_max_kib: [u64; 2],
-    pub procs: [usize; 2],
-    pub cpu_own_s: [f64; 2],
-    pub cpu_children_s: [f64; 2],
-    /// Voluntary context switches (the daemon went to sleep and was woken)
-    /// over the window: a count, unlike CPU time not swayed by a busy
-    /// machine.
-    pub wakeups: [u64; 2],
-}
-
-pub fn footprint(p: &Pair, window: Duration) -> Footprint {
-    eprintln!("  footprint: {window:?} idle");
-    let roots = [p.daemon_pid(0).unwrap_or(0), p.daemon_pid(1).unwrap_or(0)];
-    let before = roots.map(tree_cpu);
-    let sw0 = roots.map(tree_wakeups);
-    let start = Instant::now();
-    let mut sums = [0u64; 2];
-    let mut n = 0u64;
-    let mut fp = Footprint {
-        window,
-        ..Default::default()
-    };
-    while start.elapsed() < window {
-        for k in 0..2 {
-            let t = tree(roots[k]);
-            let rss: u64 = t.iter().map(|&q| rss_kib(q)).sum();
-            sums[k] += rss;
-            fp.rss_max_kib[k] = fp.rss_max_kib[k].max(rss);
-            fp.procs[k] = fp.procs[k].max(t.len());
-        }
-        n += 1;
-        std::thread::sleep(ms(1000).min(window.saturating_sub(start.elapsed())));
-    }
-    let after = roots.map(tree_cpu);
-    let sw1 = roots.map(tree_wakeups);
-    for k in 0..2 {
-        let (own, kids) = cpu_delta(&before[k], &after[k]);
-        fp.cpu_own_s[k] = own;
-        fp.cpu_children_s[k] = kids;
-        fp.wakeups[k] = sw1[k].saturating_sub(sw0[k]);
-        fp.rss_mean_kib[k] = sums[k] as f64 / n.max(1) as f64;
-    }
-    fp
 }

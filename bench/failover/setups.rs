@@ -1,92 +1,12 @@
-//! The two daemons' setups (textbook, fast and fastest profiles), the pair
-//! of nodes in the lab that runs them, and per-process CPU/RSS readings.
+//! The two daemons' setups (textbook, fast, fastest and the unicast pair
+//! profiles) and the pair of nodes in the lab that runs them.
 
-use crate::lab::{self, Lab, children_of, ms, wait_for};
+use crate::lab::{self, Lab, ms, node_v4, wait_for};
 use crate::scenarios::poll;
-use crate::{VIP, clk_tck, vip};
+use crate::{VIP, vip};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
-use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-// ------------------------------------------------------------- processes
-
-/// A process and all its descendants.
-pub fn tree(pid: u32) -> Vec<u32> {
-    let mut out = vec![pid];
-    let mut i = 0;
-    while i < out.len() {
-        let kids = children_of(out[i]);
-        out.extend(kids);
-        i += 1;
-    }
-    out
-}
-
-/// (utime+stime, cutime+cstime) in seconds.
-pub fn cpu_of(pid: u32) -> (f64, f64) {
-    let Ok(s) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return (0.0, 0.0);
-    };
-    let Some(rest) = s.rsplit_once(')').map(|(_, r)| r) else {
-        return (0.0, 0.0);
-    };
-    // After ")": state is field 3; utime is field 14.
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    let t = clk_tck();
-    if f.len() < 15 {
-        return (0.0, 0.0);
-    }
-    ((f[11] + f[12]) / t, (f[13] + f[14]) / t)
-}
-
-pub fn rss_kib(pid: u32) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// CPU seconds of a process tree: own (utime+stime) and reaped children
-/// (cutime+cstime, e.g. keepalived's check scripts), keyed by pid so that
-/// deltas survive processes coming and going.
-pub fn tree_cpu(root: u32) -> BTreeMap<u32, (f64, f64)> {
-    tree(root).into_iter().map(|p| (p, cpu_of(p))).collect()
-}
-
-/// Voluntary context switches of a process tree (threads included).
-pub fn tree_wakeups(root: u32) -> u64 {
-    tree(root)
-        .into_iter()
-        .filter_map(|p| fs::read_to_string(format!("/proc/{p}/status")).ok())
-        .filter_map(|s| {
-            s.lines()
-                .find(|l| l.starts_with("voluntary_ctxt_switches:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .sum()
-}
-
-pub fn cpu_delta(a: &BTreeMap<u32, (f64, f64)>, b: &BTreeMap<u32, (f64, f64)>) -> (f64, f64) {
-    let mut own = 0.0;
-    let mut kids = 0.0;
-    for (p, (o, k)) in b {
-        let (o0, k0) = a.get(p).copied().unwrap_or((0.0, 0.0));
-        own += o - o0;
-        kids += k - k0;
-    }
-    (own, kids)
-}
 
 // ------------------------------------------------------------ the setups
 
@@ -104,14 +24,24 @@ pub enum Profile {
     Fast,
     /// 10 ms adverts, keepalived with `vrrp_track_process` only.
     Fastest,
+    /// nginx-ha's default unicast pair: `unicastPeers` with the two nodes
+    /// and nothing else set (VRRPv3, 1 s adverts, `fastTakeover: auto`,
+    /// which is on with one peer); keepalived as a unicast pair
+    /// (`unicast_src_ip`/`unicast_peer`) with `vrrp_track_process`.
+    Pair,
 }
 
 impl Profile {
-    pub const ALL: [Profile; 3] = [Profile::Textbook, Profile::Fast, Profile::Fastest];
+    pub const ALL: [Profile; 4] = [
+        Profile::Textbook,
+        Profile::Fast,
+        Profile::Fastest,
+        Profile::Pair,
+    ];
 
     pub fn advert(self) -> Duration {
         match self {
-            Profile::Textbook => ms(1000),
+            Profile::Textbook | Profile::Pair => ms(1000),
             Profile::Fast => ms(100),
             Profile::Fastest => ms(10),
         }
@@ -128,6 +58,7 @@ impl Profile {
             Profile::Textbook => "textbook",
             Profile::Fast => "fast",
             Profile::Fastest => "fastest",
+            Profile::Pair => "pair",
         }
     }
     pub fn parse(s: &str) -> Option<Profile> {
@@ -182,19 +113,30 @@ pub fn prio(i: usize) -> u8 {
 
 /// nginx-ha at its default check settings in every profile (issue 15:
 /// interval 1s, timeout 500ms, rise 2, fall 2, weight 0); only the advert
-/// interval differs between profiles.
+/// interval differs between the multicast profiles. The pair profile sets
+/// no more than a unicast pair needs (as `examples/demo.rs` does): version,
+/// advert interval and fastTakeover are the defaults.
 pub fn nginx_ha_decl(lab: &Lab, i: usize, p: Profile) -> Value {
-    let inst = json!({ "web": {
-        "interface": "eth0",
-        "virtualRouterId": 51,
-        "version": 3,
-        "virtualIps": [format!("{VIP}/24")],
-        "advertInterval": match p {
-            Profile::Textbook => "1s",
-            Profile::Fast => "100ms",
-            Profile::Fastest => "10ms",
-        },
-    }});
+    let web = match p {
+        Profile::Pair => json!({
+            "interface": "eth0",
+            "virtualRouterId": 51,
+            "virtualIps": [format!("{VIP}/24")],
+            "unicastPeers": [node_v4(0).to_string(), node_v4(1).to_string()],
+        }),
+        _ => json!({
+            "interface": "eth0",
+            "virtualRouterId": 51,
+            "version": 3,
+            "virtualIps": [format!("{VIP}/24")],
+            "advertInterval": match p {
+                Profile::Fast => "100ms",
+                Profile::Fastest => "10ms",
+                Profile::Textbook | Profile::Pair => "1s",
+            },
+        }),
+    };
+    let inst = json!({ "web": web });
     let mut d = lab.declaration(i, prio(i), inst);
     // The lab's declaration sets test-speed checks; drop them.
     if let Some(o) = d["checks"]["nginx"].as_object_mut() {
@@ -208,6 +150,7 @@ pub fn nginx_ha_decl(lab: &Lab, i: usize, p: Profile) -> Value {
 pub fn keepalived_conf(i: usize, s: Setup) -> String {
     let (version, advert) = match s.profile {
         Profile::Textbook => (2, "1"),
+        Profile::Pair => (3, "1"),
         Profile::Fast => (3, "0.1"),
         Profile::Fastest => (3, "0.01"),
     };
@@ -216,7 +159,17 @@ pub fn keepalived_conf(i: usize, s: Setup) -> String {
     // which leaves MASTER at once with a priority-0 advert.
     let weight = match s.profile {
         Profile::Textbook => -60,
-        Profile::Fast | Profile::Fastest => 0,
+        Profile::Fast | Profile::Fastest | Profile::Pair => 0,
+    };
+    // The peer by unicast, from this node's own address.
+    let unicast = if s.profile == Profile::Pair {
+        format!(
+            "    unicast_src_ip {}\n    unicast_peer {{\n        {}\n    }}\n",
+            node_v4(i),
+            node_v4(1 - i)
+        )
+    } else {
+        String::new()
     };
     let (tracker, track) = match s.ka {
         KaCheck::Script => (
@@ -242,7 +195,7 @@ pub fn keepalived_conf(i: usize, s: Setup) -> String {
          {tracker}\n\
          vrrp_instance web {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n\
          \x20   priority {}\n    advert_int {advert}\n\
-         \x20   virtual_ipaddress {{\n        {VIP}/24\n    }}\n{track}}}\n",
+         {unicast}\x20   virtual_ipaddress {{\n        {VIP}/24\n    }}\n{track}}}\n",
         prio(i)
     )
 }
