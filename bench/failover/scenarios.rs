@@ -17,6 +17,9 @@ use std::time::{Duration, Instant, SystemTime};
 /// ms timeout) every 10 ms until one returns `want`. Returns the time from
 /// `t0` to that response and how many requests sent before it got no 200
 /// at all (a 200 from the other node is not a failure).
+/// How long nginx has run before the next kill (see its use).
+const UP_BEFORE_KILL: Duration = Duration::from_secs(3);
+
 pub fn poll(
     lab: &Lab,
     t0: Instant,
@@ -163,8 +166,16 @@ pub fn run_scenarios(p: &mut Pair, r: &mut SetupResult, o: &Opts, scen: &[char])
     }
     let mac1 = mac_of(&p.lab.nodes[1].ns, "eth0");
     let vip4: Ipv4Addr = VIP.parse().unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let mut nginx_started: Option<Instant> = None;
     for run in 0..o.runs {
         if has('A') || has('D') {
+            // Each kill hits an nginx that has run a while: nginx-ha holds
+            // down an nginx that exits within rise × interval (2 s at the
+            // defaults) of turning healthy, as a crash loop. Both daemons
+            // get the same spacing.
+            if let Some(t) = nginx_started {
+                std::thread::sleep(UP_BEFORE_KILL.saturating_sub(t.elapsed()));
+            }
             jitter();
             let cap = ArpCapture::open(&p.lab.client_ns, "eth0");
             let (t0, wall0) = kill_nginx_timed(&mut p.lab, 0);
@@ -184,6 +195,7 @@ pub fn run_scenarios(p: &mut Pair, r: &mut SetupResult, o: &Opts, scen: &[char])
             jitter();
             let t0 = Instant::now();
             p.start_nginx(0);
+            nginx_started = Some(t0);
             match poll(&p.lab, t0, "node0\n", Duration::from_secs(30)) {
                 Some((d, f)) => push(r, 'D', run, d, f),
                 None => r
