@@ -8,6 +8,7 @@
 // that has it, where no safe wrapper (nix, rustix, socket2, tokio) exists.
 #![deny(unsafe_code)]
 
+pub mod alarm;
 pub mod anycast;
 pub mod child;
 pub mod config;

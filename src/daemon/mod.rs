@@ -2,7 +2,6 @@
 //! socket reads, timers, link events, health verdicts, signals and control
 //! requests into core inputs, and carries out the actions the core returns.
 
-mod alarm;
 pub mod control;
 mod driver;
 mod hooks;
@@ -163,7 +162,7 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
         if d.has_anycast() { ", anycast" } else { "" }
     );
 
-    let mut alarm = alarm::Alarm::new().map_err(io_err("timerfd"))?;
+    let mut alarm = crate::alarm::Alarm::new().map_err(io_err("timerfd"))?;
     loop {
         alarm
             .set(d.next_wake())

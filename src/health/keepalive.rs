@@ -9,6 +9,7 @@
 //! retried once on a fresh one, so that is never taken for nginx failing.
 
 use super::url::HttpUrl;
+use crate::alarm::Alarm;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -74,9 +75,14 @@ impl StatusClient {
         self.conn = None;
     }
 
-    /// One GET, all of it (a retry included) within `limit`.
-    pub async fn get(&mut self, limit: Duration) -> Result<Response, ProbeError> {
-        let deadline = Instant::now() + limit;
+    /// One GET, all of it (a retry included) within `limit`, timed by
+    /// `alarm` (the caller's: a check task has one timer, see `alarm`).
+    pub async fn get(
+        &mut self,
+        limit: Duration,
+        alarm: &mut Alarm,
+    ) -> Result<Response, ProbeError> {
+        alarm.set(Some(Instant::now() + limit))?;
         let work = async {
             if let Some(conn) = self.conn.take() {
                 match exchange(conn, &self.request).await {
@@ -103,9 +109,11 @@ impl StatusClient {
             self.conn = keep;
             Ok(r)
         };
-        match tokio::time::timeout_at(deadline, work).await {
-            Ok(r) => r,
-            Err(_) => {
+        tokio::select! {
+            biased;
+            r = work => r,
+            r = alarm.wait() => {
+                r?;
                 self.conn = None;
                 Err(ProbeError::Timeout(limit))
             }

@@ -37,6 +37,10 @@ const CHUNKED: &str =
     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n";
 const CLOSE: &str = "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello";
 
+fn alarm() -> Alarm {
+    Alarm::new().expect("timerfd")
+}
+
 fn limit() -> Duration {
     Duration::from_secs(2)
 }
@@ -46,7 +50,7 @@ async fn one_connection_serves_many_probes() {
     let url = server(vec![vec![LEN, CHUNKED, LEN]]).await;
     let mut c = StatusClient::new(url);
     for _ in 0..3 {
-        let r = c.get(limit()).await.expect("answer");
+        let r = c.get(limit(), &mut alarm()).await.expect("answer");
         assert_eq!((r.status, r.body.as_str()), (200, "hello"));
     }
     assert_eq!(c.connects, 1);
@@ -59,7 +63,10 @@ async fn connection_close_and_a_closed_idle_connection_reconnect_silently() {
     let url = server(vec![vec![CLOSE], vec![LEN], vec![LEN]]).await;
     let mut c = StatusClient::new(url);
     for _ in 0..3 {
-        let r = c.get(limit()).await.expect("no false failure");
+        let r = c
+            .get(limit(), &mut alarm())
+            .await
+            .expect("no false failure");
         assert_eq!(r.body, "hello");
     }
     assert_eq!(c.connects, 3);
@@ -69,9 +76,9 @@ async fn connection_close_and_a_closed_idle_connection_reconnect_silently() {
 async fn a_fresh_connection_failing_is_a_failure() {
     let url = server(vec![vec![LEN]]).await;
     let mut c = StatusClient::new(url);
-    c.get(limit()).await.expect("first");
+    c.get(limit(), &mut alarm()).await.expect("first");
     // The server is gone: the retry's connect fails and that counts.
-    assert!(c.get(limit()).await.is_err());
+    assert!(c.get(limit(), &mut alarm()).await.is_err());
 }
 
 #[tokio::test]
@@ -84,7 +91,7 @@ async fn oversized_and_malformed_answers_fail() {
         let url = server(vec![vec![reply]]).await;
         let mut c = StatusClient::new(url);
         assert!(
-            matches!(c.get(limit()).await, Err(ProbeError::Bad(_))),
+            matches!(c.get(limit(), &mut alarm()).await, Err(ProbeError::Bad(_))),
             "{reply:?}"
         );
     }
@@ -97,7 +104,7 @@ async fn a_silent_server_times_out_within_the_limit() {
     let url = HttpUrl::parse(&format!("http://{addr}/s")).expect("url");
     let mut c = StatusClient::new(url);
     let t = Instant::now();
-    let r = c.get(Duration::from_millis(100)).await;
+    let r = c.get(Duration::from_millis(100), &mut alarm()).await;
     assert!(matches!(r, Err(ProbeError::Timeout(_))));
     assert!(t.elapsed() < Duration::from_millis(500));
     drop(l);

@@ -12,6 +12,7 @@ use super::keepalive::StatusClient;
 use super::stats::Stats;
 use super::stub_status::{self, StubStatus};
 use super::{Event, Verdict};
+use crate::alarm::Alarm;
 use crate::config::check_spec::NginxSpec;
 use crate::file_read::{Excess, OneAtATime, Symlinks};
 use nginx_ha_core::health::nginx_plan::NginxPlan;
@@ -129,6 +130,19 @@ pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>, stats: Stats)
         }
     };
     let mut next_look = start;
+    // The next probe and each probe's deadline on one timerfd: an idle
+    // check wakes the process once per probe, not twice (see `alarm`).
+    let mut alarm = match Alarm::new() {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = tx.send(Event::Verdict(Verdict {
+                check: NAME.to_string(),
+                healthy: false,
+                detail: format!("cannot create a timerfd for the check: {e}"),
+            }));
+            return;
+        }
+    };
     let send = |healthy: bool, detail: String| {
         let _ = tx.send(Event::Verdict(Verdict {
             check: NAME.to_string(),
@@ -138,6 +152,9 @@ pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>, stats: Stats)
     };
     loop {
         let due = start + plan.due();
+        if let Err(e) = alarm.set(Some(due)) {
+            log::error!("nginx check: arming its timerfd: {e}");
+        }
         tokio::select! {
             biased;
             r = exited(&watch), if watch.is_some() => {
@@ -173,7 +190,7 @@ pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>, stats: Stats)
                 }
                 next_look = Instant::now() + plan.pidfile_poll(since(start));
             }
-            _ = tokio::time::sleep_until(due) => {
+            _ = alarm.wait() => {
                 let result: Result<StubStatus, String> = if watch.is_none() {
                     stats.record(NAME, false, None);
                     Err(format!("nginx is not running ({why_not})"))
@@ -189,7 +206,7 @@ pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>, stats: Stats)
                             }
                             Err("pidfd wait failed".to_string())
                         }
-                        r = client.get(cfg.timing.timeout) => match r {
+                        r = client.get(cfg.timing.timeout, &mut alarm) => match r {
                             Ok(r) if r.status == 200 => {
                                 stub_status::parse(&r.body).map_err(|e| e.to_string())
                             }

@@ -1,12 +1,16 @@
-//! The event loop's timer for the node's next deadline (`Node::poll_timeout`),
-//! a timerfd of its own rather than a tokio timer.
+//! A one-shot timer on a timerfd of its own rather than a tokio timer: the
+//! event loop's for the node's next deadline (`Node::poll_timeout`), the
+//! nginx check's for its next probe and the probe's deadline.
 //!
 //! Why not tokio's timer: its wheel counts whole milliseconds and rounds a
 //! deadline up to the next one, and the runtime sleeps in `epoll_wait`
 //! with a millisecond timeout, so a Skew_Time of 6.1 ms fired after 7 ms
 //! or more (keepalived arms a timerfd to the microsecond). And re-arming a
 //! tokio timer after it fired wakes the runtime's own driver through its
-//! eventfd (a `write` and one more `epoll_wait` per advert a master sends).
+//! eventfd (a `write` and one more `epoll_wait` per advert a master sends),
+//! as does a new tokio timer due before the runtime's next one (a probe's
+//! deadline); and a tokio timer more than 64 ms away wakes the runtime
+//! once early, when the wheel moves it to a finer level.
 //! A timerfd is armed to the nanosecond with one `timerfd_settime` and
 //! wakes `epoll_wait` directly.
 
