@@ -151,7 +151,7 @@ impl Daemon {
             reason = reason;
             "instance {instance}: {from} -> {to} (priority {prio}): {reason}"
         );
-        state_file::write(&self.opts.runtime_dir, instance, to);
+        self.state_files.record(instance, to);
         let n = &self.decl.notify;
         let commands = match to {
             State::Master => n.master.clone(),
