@@ -7,6 +7,7 @@ mod anycast;
 mod commands;
 mod events;
 mod operate;
+mod vips;
 
 use super::control::{self, Request, Status};
 use super::hooks::{Hooks, Job};
