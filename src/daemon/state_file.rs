@@ -88,12 +88,35 @@ impl StateFiles {
     /// Waits until everything recorded so far is on disk, at most `limit`;
     /// false when the limit passed first.
     pub async fn flush(&self, limit: Duration) -> bool {
+        self.fence().wait(limit).await
+    }
+
+    /// What is recorded so far, to wait for later (a notify hook waits
+    /// for its transition's file, so that it never reads the state before).
+    pub fn fence(&self) -> Fence {
+        Fence {
+            written: self.written.clone(),
+            upto: self.shared.lock().recorded,
+        }
+    }
+}
+
+/// The records made before it was taken; see `StateFiles::fence`.
+pub struct Fence {
+    written: Option<watch::Receiver<u64>>,
+    upto: u64,
+}
+
+impl Fence {
+    /// Waits until those records are on disk, at most `limit`; false when
+    /// the limit passed first.
+    pub async fn wait(&self, limit: Duration) -> bool {
         let Some(written) = &self.written else {
             return true;
         };
-        let target = self.shared.lock().recorded;
         let mut rx = written.clone();
-        let done = tokio::time::timeout(limit, rx.wait_for(|&n| n >= target)).await;
+        let upto = self.upto;
+        let done = tokio::time::timeout(limit, rx.wait_for(|&n| n >= upto)).await;
         // A closed channel: the writer is gone (it panicked), nothing more
         // will be written.
         matches!(done, Ok(Ok(_)))
@@ -174,6 +197,20 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    }
+
+    #[tokio::test]
+    async fn a_fence_waits_for_its_own_records_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = StateFiles::start(dir.path().to_path_buf());
+        files.record("a", State::Master);
+        let fence = files.fence();
+        assert!(fence.wait(Duration::from_secs(5)).await, "timed out");
+        assert_eq!(read(dir.path(), "a"), "STATE=MASTER\n");
+        // A fence taken before any record is passed at once.
+        let empty = tempfile::tempdir().expect("tempdir");
+        let none = StateFiles::start(empty.path().to_path_buf());
+        assert!(none.fence().wait(Duration::ZERO).await);
     }
 
     #[tokio::test]

@@ -245,6 +245,7 @@ impl Daemon {
             State::Initialize => n.stop.clone(),
         };
         self.hooks.queue(Job {
+            state_file: self.state_files.fence(),
             commands,
             instance: instance.to_string(),
             state: to.as_str(),
