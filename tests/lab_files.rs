@@ -50,6 +50,13 @@ fn timed_status(lab: &Lab, i: usize) -> (Option<Value>, Duration) {
 
 fn two_nodes() -> Lab {
     let mut lab = Lab::new(2, env!("CARGO_BIN_EXE_nginx-ha").as_ref());
+    start_pair(&mut lab);
+    lab
+}
+
+/// node0 (priority 150) and node1 (100) with one instance, until node0
+/// alone serves and node1 is BACKUP.
+fn start_pair(lab: &mut Lab) {
     let inst = json!({ "web": lab::instance(VIP, json!({})) });
     for i in 0..2 {
         lab.start_nginx(i);
@@ -60,7 +67,6 @@ fn two_nodes() -> Lab {
         (lab.holders(vip()) == vec![0] && lab.state(1, "web") == "STATE=BACKUP").then_some(())
     })
     .expect("node0 never became the only master");
-    lab
 }
 
 /// Watches, every 5 ms until stopped, that node0 alone holds the VIP;
@@ -279,4 +285,44 @@ fn sighup_during_a_reload_read_is_not_lost() {
         (lab.holders(vip()) == vec![0]).then_some(())
     });
     assert!(back.is_some(), "holders: {:?}", lab.holders(vip()));
+}
+
+/// A state file whose write hangs (a FIFO where its temporary file goes:
+/// opening it blocks, as on a hung filesystem) delays that file, not
+/// VRRP: the node elects itself and serves, and a SIGTERM still ends it
+/// in bounded time (the stop gives up waiting for the files). The loop
+/// used to write state files itself and froze before its first advert.
+#[test]
+fn a_state_file_write_that_hangs_does_not_stop_vrrp() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let mut lab = Lab::new(2, env!("CARGO_BIN_EXE_nginx-ha").as_ref());
+    let run = lab.runtime_dir(0);
+    std::fs::create_dir_all(&run).expect("runtime dir");
+    mkfifo(&run.join(".web.state.tmp"));
+    start_pair(&mut lab);
+    assert_eq!(
+        lab.get(vip(), Duration::from_secs(2)).as_deref(),
+        Some("node0\n")
+    );
+    let (st, took) = timed_status(&lab, 0);
+    let st = st.unwrap_or_else(|| panic!("no status from node0 ({took:?})"));
+    assert_eq!(st["instances"][0]["state"], "MASTER");
+
+    lab.signal_daemon(0, libc::SIGTERM);
+    let exit = lab.reap_daemon(0).expect("node0 did not exit within 5 s");
+    assert!(exit.success(), "node0 exited with {exit}");
+    assert!(
+        lab.daemon_log(0).contains("state files not all written"),
+        "no word of the unwritten state files; log:\n{}",
+        lab.daemon_log(0)
+    );
+    lab.poll_until(
+        vip(),
+        Duration::from_millis(10),
+        Duration::from_secs(3),
+        |b| b == "node1\n",
+    )
+    .expect("node1 never took over after node0 stopped");
 }

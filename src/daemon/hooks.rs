@@ -7,6 +7,7 @@
 //! (bounded) for the queue to empty, so the `stop` hooks run before it
 //! exits.
 
+use super::state_file::Fence;
 use crate::child::{self, Leftovers};
 use crate::node::hook_queue::HookQueue;
 use log::{info, warn};
@@ -15,6 +16,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 pub struct Job {
+    /// The transition's state file: a hook that reads it must see its
+    /// own state, not the one before.
+    pub state_file: Fence,
     pub commands: Vec<Vec<String>>,
     pub instance: String,
     pub state: &'static str,
@@ -50,7 +54,17 @@ pub struct Hooks {
     shared: Arc<Shared>,
 }
 
+/// The longest a hook waits for its state file (a hung disk delays the
+/// hooks by this much, not for ever).
+const STATE_FILE_WAIT: Duration = Duration::from_secs(1);
+
 async fn run_job(job: &Job) {
+    if !job.state_file.wait(STATE_FILE_WAIT).await {
+        warn!(
+            "state file of {} not written after {STATE_FILE_WAIT:?}; running its hooks anyway",
+            job.instance
+        );
+    }
     for cmd in &job.commands {
         let mut argv = cmd.clone();
         argv.push(job.instance.clone());

@@ -7,8 +7,9 @@ use netlink_packet_core::NetlinkPayload;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
-use rtnetlink::{Handle, MulticastGroup};
-use std::net::IpAddr;
+use rtnetlink::{AddressMessageBuilder, Handle, MulticastGroup};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,10 @@ pub enum NetEvent {
 #[derive(Clone)]
 pub struct Net {
     handle: Handle,
+    /// Held for the length of an address dump: the kernel runs one dump
+    /// at a time per socket and refuses another meanwhile (EBUSY), and
+    /// VIP removals run concurrently.
+    dump: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn link_info(m: &LinkMessage) -> LinkInfo {
@@ -80,7 +85,10 @@ impl Net {
     pub fn new() -> Result<Net, NetError> {
         let (conn, handle, _) = rtnetlink::new_connection()?;
         tokio::spawn(conn);
-        Ok(Net { handle })
+        Ok(Net {
+            handle,
+            dump: Arc::default(),
+        })
     }
 
     /// Subscribes to link and address changes.
@@ -127,6 +135,7 @@ impl Net {
 
     /// The addresses on an interface, with prefix lengths.
     pub async fn addresses(&self, index: u32) -> Result<Vec<(IpAddr, u8)>, NetError> {
+        let _dump = self.dump.lock().await;
         let mut s = self
             .handle
             .address()
@@ -159,8 +168,33 @@ impl Net {
         }
     }
 
-    /// Removes an address; absent already is fine.
-    pub async fn del_addr(&self, index: u32, addr: IpAddr) -> Result<(), NetError> {
+    /// Removes an address; absent already is fine. One request when it
+    /// has the prefix length we gave it; otherwise the interface's
+    /// addresses are read to find it with whatever length it has (a dump
+    /// of every address: too costly for the usual case, a thousand VIPs
+    /// moving at once).
+    pub async fn del_addr(&self, index: u32, addr: IpAddr, prefix: u8) -> Result<(), NetError> {
+        let msg = match addr {
+            IpAddr::V4(a) => AddressMessageBuilder::<Ipv4Addr>::new()
+                .index(index)
+                .address(a, prefix)
+                .build(),
+            IpAddr::V6(a) => AddressMessageBuilder::<Ipv6Addr>::new()
+                .index(index)
+                .address(a, prefix)
+                .build(),
+        };
+        match self.handle.address().del(msg).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if is_errno(&e, &[libc::EADDRNOTAVAIL, libc::ENOENT]) => {
+                self.del_addr_any_prefix(index, addr).await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn del_addr_any_prefix(&self, index: u32, addr: IpAddr) -> Result<(), NetError> {
+        let dump = self.dump.lock().await;
         let mut s = self
             .handle
             .address()
@@ -174,6 +208,8 @@ impl Net {
                 found.push(m);
             }
         }
+        drop(s);
+        drop(dump);
         for m in found {
             match self.handle.address().del(m).execute().await {
                 Ok(()) => {}

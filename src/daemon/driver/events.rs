@@ -220,7 +220,7 @@ impl Daemon {
         let restarted = self.checks_running.sync(&self.decl.checks, &self.health_tx);
         for p in &plans {
             if !self.node.has_instance(&p.name) {
-                state_file::write(&self.opts.runtime_dir, &p.name, State::Initialize);
+                self.state_files.record(&p.name, State::Initialize);
             }
         }
         let ev = Event::Reload {
@@ -239,6 +239,10 @@ impl Daemon {
     pub async fn shutdown(&mut self, interrupt: impl std::future::Future<Output = ()>) {
         info!("shutting down");
         self.feed(Event::Shutdown).await;
+        // The stop states, before the process (and the writer) ends.
+        if !self.state_files.flush(STATE_FLUSH_LIMIT).await {
+            warn!("state files not all written after {STATE_FLUSH_LIMIT:?}; exiting without them");
+        }
         self.drain_anycast(interrupt).await;
         // The stop hooks were queued above; the runtime ends when this
         // returns. Room for one hook already running plus the stop hooks.

@@ -7,12 +7,14 @@ mod anycast;
 mod commands;
 mod events;
 mod operate;
+mod vips;
 
 use super::control::{self, Request, Status};
 use super::hooks::{Hooks, Job};
 use super::rx::{self, Drops, Inbound, Sink};
 use super::setup::{self, Loaded, Plan};
-use super::{DaemonError, Options, io_err, metrics, state_file, systemd};
+use super::state_file::StateFiles;
+use super::{DaemonError, Options, io_err, metrics, systemd};
 use crate::config::Declaration;
 use crate::health::stub_status::StubStatus;
 use crate::health::{self, Event as HealthEvent};
@@ -50,6 +52,8 @@ pub struct Daemon {
     checks_running: health::Running,
     stub: Option<StubStatus>,
     hooks: Hooks,
+    /// The state files, written off the loop.
+    state_files: StateFiles,
     rx_dropped: Drops,
     /// AH reports dropped because the loop was behind.
     overflow: Arc<AtomicU64>,
@@ -76,6 +80,8 @@ pub struct Daemon {
 /// change right after a read waits this long at most; a storm of them
 /// costs at most one read per interface per gap.
 const ADDR_READ_GAP: Duration = Duration::from_millis(20);
+/// How long a stop waits for the state files to reach the disk.
+const STATE_FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
 /// The configured checks by name, with their weights.
 fn check_weights(d: &Declaration) -> BTreeMap<String, i64> {
@@ -98,6 +104,7 @@ impl Daemon {
         health_tx: mpsc::UnboundedSender<HealthEvent>,
     ) -> Daemon {
         let maintenance = opts.state_dir.join(MAINTENANCE_FILE).exists();
+        let state_files = StateFiles::start(opts.runtime_dir.clone());
         Daemon {
             node: Node::new(check_weights(&decl), maintenance),
             opts,
@@ -111,6 +118,7 @@ impl Daemon {
             checks_running: health::Running::default(),
             stub: None,
             hooks: Hooks::start(),
+            state_files,
             rx_dropped: Drops::default(),
             overflow: Arc::new(AtomicU64::new(0)),
             rx_buf: RecvBatch::default(),
@@ -206,7 +214,7 @@ impl Daemon {
     /// socket that cannot be opened at start-up is an error, not a FAULT.
     pub async fn add_instance(&mut self, plan: Plan) -> Result<(), DaemonError> {
         let on_link = self.net.addresses(plan.link.index).await?;
-        state_file::write(&self.opts.runtime_dir, &plan.name, State::Initialize);
+        self.state_files.record(&plan.name, State::Initialize);
         let cmds = self.node.handle(
             self.now(),
             Event::Add {
