@@ -13,7 +13,6 @@ use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -22,9 +21,6 @@ pub struct VrrpSocket {
     fd: AsyncFd<Socket>,
     ifindex: u32,
     v4: bool,
-    /// Datagrams the kernel dropped because this socket's buffer was full
-    /// (SO_RXQ_OVFL, as of the last datagram read).
-    overruns: AtomicU32,
 }
 
 /// Room for a burst of adverts (and of junk) while the loop is busy: at
@@ -56,7 +52,10 @@ impl VrrpSocket {
             s.set_ttl_v4(u32::from(VRRP_TTL))?;
             s.set_multicast_loop_v4(false)?;
             s.join_multicast_v4_n(&MCAST_V4, &socket2::InterfaceIndexOrAddress::Index(ifindex))?;
-            setsockopt(&s, sockopt::Ipv4PacketInfo, &true)?;
+            // No IP_PKTINFO on receive: an IPv4 raw socket hands over the
+            // IP header, which has both addresses; a control message per
+            // datagram would only cost the kernel a copy. (Sending with an
+            // IP_PKTINFO control message needs no option.)
             // VRRP is network control traffic (RFC 5798 §5.1.1.1 leaves it
             // open; keepalived uses TOS 0xc0 too).
             setsockopt(&s, sockopt::Ipv4Tos, &0xc0)?;
@@ -76,8 +75,9 @@ impl VrrpSocket {
         if setsockopt(&s, sockopt::RcvBufForce, &RCVBUF).is_err() {
             let _ = setsockopt(&s, sockopt::RcvBuf, &RCVBUF);
         }
-        // Overruns are counted, not silent (status: dropped.socket_overrun).
-        setsockopt(&s, sockopt::RxqOvfl, &1)?;
+        // Overruns are counted, not silent (status: dropped.socket_overrun):
+        // read from the socket when asked (`overruns`), not through an
+        // SO_RXQ_OVFL control message on every datagram.
         // tokio has no safe way to register an fd (AsyncFd::new is
         // deprecated as unsound), so every AsyncFd in the crate is made so.
         // Readable only: sends go straight to sendmsg, and write interest
@@ -85,21 +85,41 @@ impl VrrpSocket {
         // SAFETY: the Socket owns its fd, and AsyncFd keeps it (and so the
         // fd) alive and unchanged until it deregisters on drop.
         let fd = unsafe { AsyncFd::register_with_interest(s, Interest::READABLE)? };
-        Ok(VrrpSocket {
-            fd,
-            ifindex,
-            v4,
-            overruns: AtomicU32::new(0),
-        })
+        Ok(VrrpSocket { fd, ifindex, v4 })
     }
 
     pub fn ifindex(&self) -> u32 {
         self.ifindex
     }
 
-    /// Datagrams the kernel dropped on this socket for lack of buffer.
+    /// Datagrams the kernel dropped on this socket for lack of buffer
+    /// (its `sk_drops`, as SO_RXQ_OVFL would report it); 0 if the kernel
+    /// will not say.
+    #[allow(unsafe_code)] // getsockopt: see the SAFETY comment.
     pub fn overruns(&self) -> u64 {
-        u64::from(self.overruns.load(Ordering::Relaxed))
+        // SO_MEMINFO's array (linux/sock_diag.h): SK_MEMINFO_DROPS is the
+        // last of its 9 counters.
+        const SK_MEMINFO_VARS: usize = 9;
+        const SK_MEMINFO_DROPS: usize = 8;
+        let mut info = [0u32; SK_MEMINFO_VARS];
+        let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+        // SAFETY: the kernel writes at most `len` bytes into `info`, which
+        // is that large, and stores the length it wrote in `len`.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.get_ref().as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_MEMINFO,
+                info.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let whole = len as usize >= (SK_MEMINFO_DROPS + 1) * std::mem::size_of::<u32>();
+        if r == 0 && whole {
+            u64::from(info[SK_MEMINFO_DROPS])
+        } else {
+            0
+        }
     }
 
     /// Ready when datagrams may be queued (then `read_ready`). An error
@@ -128,7 +148,7 @@ impl VrrpSocket {
         let mut n = 0;
         let mut failed = None;
         let r = self.fd.try_io(Interest::READABLE, |s| {
-            match recv_many(s.as_raw_fd(), rb, &self.overruns) {
+            match recv_many(s.as_raw_fd(), rb) {
                 Ok(got) => n = got,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => failed = Some(e),
@@ -220,7 +240,7 @@ unsafe impl Sync for RecvBatch {}
 impl Default for RecvBatch {
     fn default() -> Self {
         // Room for every control message the socket asks for.
-        let cmsg = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int, u32);
+        let cmsg = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int);
         RecvBatch {
             hdrs: MultiHeaders::preallocate(BATCH, Some(cmsg)),
             bufs: std::array::from_fn(|_| vec![0u8; MAX_DATAGRAM].into_boxed_slice()),
@@ -231,7 +251,7 @@ impl Default for RecvBatch {
 
 /// Reads what is queued, up to `BATCH` datagrams, into `rb`; returns how
 /// many.
-fn recv_many(fd: RawFd, rb: &mut RecvBatch, overruns: &AtomicU32) -> io::Result<usize> {
+fn recv_many(fd: RawFd, rb: &mut RecvBatch) -> io::Result<usize> {
     let mut iovs = rb.bufs.each_mut().map(|b| [IoSliceMut::new(b)]);
     let got = recvmmsg(
         fd,
@@ -253,7 +273,6 @@ fn recv_many(fd: RawFd, rb: &mut RecvBatch, overruns: &AtomicU32) -> io::Result<
         // facts are then missing and the datagram is dropped.
         for c in m.cmsgs().into_iter().flatten() {
             match c {
-                ControlMessageOwned::RxqOvfl(o) => overruns.store(o, Ordering::Relaxed),
                 ControlMessageOwned::Ipv6PacketInfo(pi) => {
                     meta.dst = Some(Ipv6Addr::from(pi.ipi6_addr.s6_addr));
                 }
