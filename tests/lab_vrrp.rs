@@ -291,3 +291,60 @@ fn vip_add_failure_is_a_fault_not_a_silent_master() {
     .unwrap_or_else(|| panic!("node0 is {} without its VIP", lab.state(0, "web")));
     assert!(lab.holders(v6).is_empty());
 }
+
+/// IPv4 and IPv6 instances on the same interface: the loop reads both
+/// families' sockets into one set of buffers, and an IPv6 advert must
+/// still find room for its hop limit and destination after an IPv4 one
+/// (the kernel shrinks a reused header's control length; reused headers
+/// had every IPv6 advert dropped as `bad_ip_header` and both nodes
+/// master of the IPv6 instance).
+#[test]
+fn i_dual_stack_instances_both_stay_backup_on_the_backup() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let mut lab = Lab::new(2, env!("CARGO_BIN_EXE_nginx-ha").as_ref());
+    for i in 0..2 {
+        lab.start_nginx(i);
+    }
+    for (i, prio) in [(0, 150), (1, 100)] {
+        let d = lab.declaration(
+            i,
+            prio,
+            json!({
+                "web4": lab::instance(VIP4, json!({})),
+                "web6": lab::instance(VIP6, json!({ "virtualRouterId": 52 })),
+            }),
+        );
+        lab.start_daemon(i, &d);
+    }
+    let v6: IpAddr = VIP6.parse().unwrap();
+    wait_for(Duration::from_secs(5), || {
+        (lab.holders(vip4()) == vec![0] && lab.holders(v6) == vec![0]).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "node0 never the only holder: v4 {:?}, v6 {:?}",
+            lab.holders(vip4()),
+            lab.holders(v6)
+        )
+    });
+    // Well past a Master_Down_Interval (~360 ms) of adverts of both
+    // families: node1 must have heard node0 on both all along.
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        assert_eq!(lab.holders(v6), vec![0], "node1 took the IPv6 VIP");
+        assert_eq!(lab.holders(vip4()), vec![0], "node1 took the IPv4 VIP");
+        std::thread::sleep(ms(20));
+    }
+    let st = lab.cli(1, &["status", "--json"]);
+    let st: Value = serde_json::from_slice(&st.stdout).expect("json");
+    assert!(st["dropped"].get("bad_ip_header").is_none(), "{st}");
+    for inst in st["instances"].as_array().expect("instances") {
+        assert_eq!(inst["state"], "BACKUP", "{inst}");
+        assert!(
+            inst["counters"]["advertsReceived"].as_u64().unwrap_or(0) > 5,
+            "{inst}"
+        );
+    }
+}

@@ -219,30 +219,15 @@ impl Meta {
     }
 }
 
-/// A reader's buffers, allocated once: a datagram costs no allocation.
+/// The loop's receive buffers, allocated once.
 pub struct RecvBatch {
-    hdrs: MultiHeaders<SockaddrStorage>,
     bufs: [Box<[u8]>; BATCH],
     meta: [Meta; BATCH],
 }
 
-// SAFETY (Send): the raw pointers inside MultiHeaders point into heap
-// memory it owns (address slots, control buffers) and, during a recvmmsg
-// call only, into this batch's own boxed buffers; moving the batch to
-// another thread moves none of that memory, and nothing else shares it.
-// (Sync): a shared `&RecvBatch` can do nothing at all (private fields, no
-// `&self` methods); only `recv_many` uses it, through `&mut`.
-#[allow(unsafe_code)]
-unsafe impl Send for RecvBatch {}
-#[allow(unsafe_code)]
-unsafe impl Sync for RecvBatch {}
-
 impl Default for RecvBatch {
     fn default() -> Self {
-        // Room for every control message the socket asks for.
-        let cmsg = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int);
         RecvBatch {
-            hdrs: MultiHeaders::preallocate(BATCH, Some(cmsg)),
             bufs: std::array::from_fn(|_| vec![0u8; MAX_DATAGRAM].into_boxed_slice()),
             meta: [Meta::default(); BATCH],
         }
@@ -252,14 +237,15 @@ impl Default for RecvBatch {
 /// Reads what is queued, up to `BATCH` datagrams, into `rb`; returns how
 /// many.
 fn recv_many(fd: RawFd, rb: &mut RecvBatch) -> io::Result<usize> {
+    // Headers made for each call, never reused: the kernel shrinks a
+    // header's control length to what the last datagram in that slot
+    // used, so after an IPv4 datagram (no control messages) an IPv6 one
+    // would find no room for its hop limit and destination. Room for every
+    // control message the sockets ask for (IPv6).
+    let cmsg = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int);
+    let mut hdrs = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, Some(cmsg));
     let mut iovs = rb.bufs.each_mut().map(|b| [IoSliceMut::new(b)]);
-    let got = recvmmsg(
-        fd,
-        &mut rb.hdrs,
-        iovs.iter_mut(),
-        MsgFlags::MSG_DONTWAIT,
-        None,
-    )?;
+    let got = recvmmsg(fd, &mut hdrs, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None)?;
     let mut n = 0;
     for (m, meta) in got.zip(rb.meta.iter_mut()) {
         *meta = Meta {
