@@ -70,6 +70,14 @@ impl Member {
     }
 
     /// The next time this instance needs the node's attention.
+    /// Whether the member's deadline `t` is a master's advert timer: an
+    /// advert may go out a little late (Master_Down_Interval allows three
+    /// intervals), unlike a backup's Master_Down or Skew timer, on which a
+    /// takeover waits.
+    pub fn lenient_at(&self, t: Duration) -> bool {
+        self.core.state() == State::Master && self.core.deadline() == Some(t)
+    }
+
     pub fn deadline(&self) -> Option<Duration> {
         [
             self.core.deadline(),

@@ -127,6 +127,12 @@ impl Members {
     }
 
     /// The earliest deadline of any member.
+    /// The deadlines in time order, with their members; only once
+    /// settled (`settle`), else None.
+    pub fn deadlines(&self) -> Option<impl Iterator<Item = (Duration, usize)> + '_> {
+        self.settled().then(|| self.by_deadline.iter().copied())
+    }
+
     pub fn next_deadline(&self) -> Option<Duration> {
         if !self.settled() {
             return self.list.iter().filter_map(Member::deadline).min();
