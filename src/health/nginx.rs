@@ -121,7 +121,7 @@ pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>, stats: Stats)
     let mut why_not = String::new();
     let mut watch = match arm(&reader, &cfg.pid_file, deadline).await {
         Ok(w) => {
-            plan.process_appeared(since(start));
+            plan.process_found_running(since(start));
             Some(w)
         }
         Err(e) => {

@@ -37,6 +37,9 @@ struct Process {
     since: Duration,
     answered: bool,
     retries: u32,
+    /// Found running when the check started (the daemon restarted next
+    /// to it), not seen starting: its exit says nothing about a crash loop.
+    inherited: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,15 +108,26 @@ impl NginxPlan {
             since: now,
             answered: false,
             retries: 0,
+            inherited: false,
         });
         self.due = now;
     }
 
+    /// The master process found when the check starts: watched and probed
+    /// at once like a new one, but it may have run for days (the daemon,
+    /// not nginx, restarted), so its exit does not count as a crash.
+    pub fn process_found_running(&mut self, now: Duration) {
+        self.process_appeared(now);
+        if let Some(p) = self.process.as_mut() {
+            p.inherited = true;
+        }
+    }
+
     /// The watched master process exited: the verdict fails at once.
     pub fn process_exited(&mut self, now: Duration) -> Option<bool> {
-        if self.process.take().is_some() {
-            let healthy_for =
-                (self.healthy() == Some(true)).then(|| now.saturating_sub(self.healthy_since));
+        if let Some(p) = self.process.take() {
+            let healthy_for = (self.healthy() == Some(true) && !p.inherited)
+                .then(|| now.saturating_sub(self.healthy_since));
             self.hold_down.exited(healthy_for);
         }
         self.gone_since = now;
@@ -241,5 +255,25 @@ mod tests {
         p.process_appeared(ms(3500));
         p.probed(ms(3501), true);
         assert_eq!(p.probed(ms(3506), true), None);
+    }
+
+    #[test]
+    fn the_process_found_at_start_is_no_crash_when_it_exits_soon() {
+        // The daemon restarted next to an nginx that has run for days; that
+        // nginx dies a moment after the check turned healthy. Its successor
+        // is not held down (the bench's D after E waited 1 s for it).
+        let mut p = plan(2, 2);
+        p.process_found_running(ms(0));
+        p.probed(ms(1), true);
+        assert_eq!(p.probed(ms(6), true), Some(true));
+        assert_eq!(p.process_exited(ms(500)), Some(false));
+        assert_eq!(p.hold(), ms(0));
+        p.process_appeared(ms(600));
+        p.probed(ms(601), true);
+        assert_eq!(p.probed(ms(606), true), Some(true));
+        // A process seen starting still counts: it crashes quickly, the
+        // next one is held.
+        assert_eq!(p.process_exited(ms(800)), Some(false));
+        assert_eq!(p.hold(), ms(1000));
     }
 }
