@@ -11,7 +11,11 @@ impl Log for Stderr {
         true
     }
     fn log(&self, r: &Record) {
-        let _ = writeln!(std::io::stderr(), "nginx-ha[{}]: {}", r.level(), r.args());
+        // One write per line: unbuffered stderr took one write(2) per
+        // formatted piece (fourteen for a transition), and lines from two
+        // threads could interleave.
+        let line = format!("nginx-ha[{}]: {}\n", r.level(), r.args());
+        let _ = std::io::stderr().write_all(line.as_bytes());
     }
     fn flush(&self) {}
 }
