@@ -146,7 +146,7 @@ fn fifo_or_dev_zero_as_the_declaration_on_sighup_keeps_one_master() {
         status_failures.is_empty(),
         "status failed or was not MASTER: {status_failures:?}"
     );
-    assert_eq!(lab.state(1, "web"), "STATE=BACKUP");
+    lab.expect_state(1, "web", "STATE=BACKUP");
     assert!(
         worst < Duration::from_millis(500),
         "status took {worst:?} at worst"

@@ -55,7 +55,7 @@ fn kill_nginx_on_master_backup_serves_within_skew_time() {
         "kill -9 nginx -> backup serving: {took:?}, {failed} failed requests (bound {bound:?})"
     );
     assert!(took <= bound, "took {took:?}, bound {bound:?}");
-    assert_eq!(lab.state(0, "web"), "STATE=FAULT");
+    lab.expect_state(0, "web", "STATE=FAULT");
     assert!(
         lab.daemon_log(0).contains("exited"),
         "the pidfd event was not what caught it"

@@ -111,7 +111,7 @@ fn run(case: Case, ka: usize) {
         "split brain: the daemons do not hear each other"
     );
     if ours == 1 {
-        assert_eq!(lab.state(1, "web"), "STATE=BACKUP");
+        lab.expect_state(1, "web", "STATE=BACKUP");
         let st: Value =
             serde_json::from_slice(&lab.cli(1, &["status", "--json"]).stdout).expect("status");
         assert!(

@@ -214,7 +214,7 @@ fn instance_state_follows_a_failover_on_both_nodes() {
         Some(1.0)
     );
     // The metrics say what status says.
-    assert_eq!(lab.state(0, "web"), "STATE=FAULT");
+    lab.expect_state(0, "web", "STATE=FAULT");
     // Each node changed state once in the failover, and counted it once,
     // under the right from/to/reason.
     let transitions = r#"nginx_ha_transitions_total{vrrp_instance="web","#;

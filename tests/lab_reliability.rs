@@ -425,7 +425,7 @@ fn recreated_interface_returns_to_service_without_restart() {
             )
         });
     println!("node0 serving again {:?} after eth0 came back", at - back);
-    assert_eq!(lab.state(0, "web"), "STATE=MASTER");
+    lab.expect_state(0, "web", "STATE=MASTER");
     assert_eq!(lab.holders(vip4()), vec![0]);
     let log = lab.daemon_log(0);
     assert!(log.contains("was deleted"), "{log}");

@@ -46,8 +46,8 @@ fn a_two_nodes_elect_one_master_and_serve() {
         return;
     }
     let lab = pair(VIP4, no_extra);
-    assert_eq!(lab.state(0, "web"), "STATE=MASTER");
-    assert_eq!(lab.state(1, "web"), "STATE=BACKUP");
+    lab.expect_state(0, "web", "STATE=MASTER");
+    lab.expect_state(1, "web", "STATE=BACKUP");
     // And it stays that way: 10 advert intervals, one holder throughout.
     for _ in 0..20 {
         assert_eq!(lab.holders(vip4()), vec![0]);
@@ -120,7 +120,7 @@ fn d_link_down_fails_over_and_link_up_preempts_back() {
     lab.set_link(0, false);
     lab.poll_until(vip4(), ms(10), Duration::from_secs(3), |b| b == "node1\n")
         .expect("backup never served after link down");
-    assert_eq!(lab.state(0, "web"), "STATE=FAULT");
+    lab.expect_state(0, "web", "STATE=FAULT");
     assert!(!lab.holders(vip4()).contains(&0), "FAULT node kept the VIP");
     lab.set_link(0, true);
     wait_for(Duration::from_secs(3), || {

@@ -337,6 +337,20 @@ http {{
         fs::read_to_string(self.nodes[i].dir.join("nginx-ha.log")).unwrap_or_default()
     }
 
+    /// Waits (at most 2 s) for the instance's state file to read `want`:
+    /// the daemon writes state files off its event loop, a few ms after
+    /// the transition the VIP or the client already shows.
+    pub fn expect_state(&self, i: usize, instance: &str, want: &str) {
+        let seen = crate::wait_for(Duration::from_secs(2), || {
+            (self.state(i, instance) == want).then_some(())
+        });
+        assert!(
+            seen.is_some(),
+            "node{i} {instance}: the state file says {:?}, not {want:?}",
+            self.state(i, instance)
+        );
+    }
+
     pub fn state(&self, i: usize, instance: &str) -> String {
         fs::read_to_string(
             self.nodes[i]
