@@ -27,7 +27,9 @@ use tokio::sync::mpsc;
 /// endpoint: scrapes never wait for the loop, and see at most this old a
 /// state.
 const METRICS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
-/// The least room in the queue from the socket readers to the loop.
+/// The least room in the queue from the AH socket's reader to the loop
+/// (reports, rate-limited per sender; the VRRP sockets are read by the
+/// loop itself, and their adverts wait in the kernel's socket buffers).
 const PKT_QUEUE: usize = 1024;
 /// Netlink events handled in one go (their address reads coalesced).
 const NET_BATCH: usize = 256;
@@ -75,8 +77,7 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
     // The loop runs as a task, not as block_on's own future: the scheduler
     // runs a woken task at once, but polls a woken block_on future only
     // after one more (zero-timeout) epoll_wait — a syscall more for every
-    // advert a backup receives, since the socket readers are tasks that
-    // wake the loop.
+    // wake-up (a received advert, the alarm).
     rt.block_on(async {
         match tokio::spawn(run_async(opts)).await {
             Ok(r) => r,
@@ -128,9 +129,6 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
     let mut metrics_tick = tokio::time::interval(METRICS_EVERY);
     metrics_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-    // Room for a Master_Down_Interval of every instance's adverts at
-    // 100 ms (3.6 each), so that a burst of work (a thousand VIPs moving)
-    // does not drop adverts and time out masters that are alive.
     let (pkt_tx, mut pkt_rx) = mpsc::channel(PKT_QUEUE.max(4 * plans.len()));
     let (health_tx, mut health_rx) = mpsc::unbounded_channel();
     let (ctl_tx, mut ctl_rx) = mpsc::channel(16);
