@@ -232,7 +232,7 @@ impl Run {
                     instance, bytes, ..
                 } => {
                     if let Some(p) = bytes.get(2) {
-                        self.world.last_priority.insert(instance.clone(), *p);
+                        self.world.last_priority.insert(instance.to_string(), *p);
                     }
                 }
                 _ => {}

@@ -146,7 +146,7 @@ impl Sim {
                             to,
                             src,
                             dst,
-                            bytes: bytes.clone(),
+                            bytes: bytes.to_vec(),
                         }));
                     }
                 }
@@ -318,7 +318,7 @@ fn run_sends(m: &mut Member, t: &mut Duration, span: Duration) -> Vec<(IpAddr, I
                 src, dst, bytes, ..
             } = c
             {
-                out.push((src, dst, bytes));
+                out.push((src, dst, bytes.to_vec()));
             }
         }
     }

@@ -42,6 +42,7 @@ impl Daemon {
                 self.settle(ops, failed, &mut queue);
             }
         }
+        self.node.recycle(queue.into());
         Ok(())
     }
 
@@ -70,7 +71,11 @@ impl Daemon {
                 ops.push(op);
             }
         }
-        *queue = held;
+        // Empty held back: `queue` is empty too, and keeps its capacity
+        // for `Node::recycle`.
+        if !held.is_empty() {
+            *queue = held;
+        }
         Ok(ops)
     }
 

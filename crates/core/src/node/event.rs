@@ -10,6 +10,7 @@ use crate::vrrp::packet::{Advert, ChecksumStyle};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -108,13 +109,15 @@ pub enum Command {
     ReadAddresses { index: u32 },
     /// A finished advert (IP payload, checksummed) to send.
     Send {
-        instance: String,
+        /// Shared, as are the bytes, with the advert the member keeps
+        /// (`Member::built`): sending it again allocates nothing.
+        instance: Arc<str>,
         index: u32,
         v4: bool,
         src: IpAddr,
         dst: IpAddr,
         #[serde(with = "hex")]
-        bytes: Vec<u8>,
+        bytes: Arc<[u8]>,
     },
     /// Add the VIPs; a failure comes back as `VipAddFailed`, and the rest
     /// of this instance's commands in the same batch (but transitions) are
@@ -161,8 +164,8 @@ impl Command {
     /// The instance a command belongs to, if any.
     pub fn instance(&self) -> Option<&str> {
         match self {
-            Command::Send { instance, .. }
-            | Command::AddVips { instance, .. }
+            Command::Send { instance, .. } => Some(instance),
+            Command::AddVips { instance, .. }
             | Command::RemoveVips { instance, .. }
             | Command::Announce { instance, .. }
             | Command::Transition { instance, .. } => Some(instance),
@@ -175,13 +178,14 @@ impl Command {
 /// Advert bytes as a hex string in fixtures, readable next to a capture.
 mod hex {
     use serde::{Deserialize, Deserializer, Serializer};
+    use std::sync::Arc;
 
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
         let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         s.serialize_str(&text)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<[u8]>, D::Error> {
         let text = String::deserialize(d)?;
         if !text.len().is_multiple_of(2) {
             return Err(serde::de::Error::custom("odd number of hex digits"));
@@ -193,6 +197,7 @@ mod hex {
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
                     .ok_or_else(|| serde::de::Error::custom("not hex"))
             })
-            .collect()
+            .collect::<Result<Vec<u8>, _>>()
+            .map(Arc::from)
     }
 }

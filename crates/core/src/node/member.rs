@@ -10,6 +10,7 @@ use super::plan::Plan;
 use crate::vrrp::instance::{Action, Input, Instance, State};
 use crate::vrrp::packet::{Advert, Auth, MCAST_V4, MCAST_V6, Version};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long after a failed VIP add the instance tries again.
@@ -34,13 +35,18 @@ pub struct Member {
     /// into them (peers, addresses, the state machine's config) changes
     /// only where `links` replaces them, which clears this.
     pub built: Option<BuiltAdverts>,
+    /// The state machine's actions for one input, kept for its capacity.
+    actions: Vec<Action>,
 }
 
 pub struct BuiltAdverts {
     priority: u8,
     src: IpAddr,
+    /// Shared with every `Send` (as are the bytes): a command per advert
+    /// then costs no allocation.
+    name: Arc<str>,
     /// Destination and wire bytes, one per peer (or the multicast group).
-    frames: Vec<(IpAddr, Vec<u8>)>,
+    frames: Vec<(IpAddr, Arc<[u8]>)>,
 }
 
 impl Member {
@@ -57,6 +63,7 @@ impl Member {
             vips_restored: 0,
             rebinding: false,
             built: None,
+            actions: Vec::new(),
         }
     }
 
@@ -97,8 +104,11 @@ impl Member {
         out: &mut Vec<Command>,
         logs: &mut LogLimit,
     ) {
-        let actions = self.core.handle(now, input);
-        self.act(now, actions, out, logs);
+        // Taken and put back, so that its capacity stays.
+        let mut actions = std::mem::take(&mut self.actions);
+        self.core.handle_into(now, input, &mut actions);
+        self.act(now, actions.drain(..), out, logs);
+        self.actions = actions;
     }
 
     /// Sets or clears one fault reason, telling the state machine when
@@ -119,7 +129,7 @@ impl Member {
     pub fn act(
         &mut self,
         now: Duration,
-        actions: Vec<Action>,
+        actions: impl IntoIterator<Item = Action>,
         out: &mut Vec<Command>,
         logs: &mut LogLimit,
     ) {
@@ -182,14 +192,14 @@ impl Member {
         if !self
             .built
             .as_ref()
-            .is_some_and(|b| b.priority == priority && b.src == src)
+            .is_some_and(|b| b.priority == priority && b.src == src && *b.name == self.plan.name)
         {
             self.built = Some(self.build_adverts(priority, src));
         }
         let Some(built) = &self.built else { return };
         for (dst, bytes) in &built.frames {
             out.push(Command::Send {
-                instance: self.plan.name.clone(),
+                instance: built.name.clone(),
                 index: self.plan.link.index,
                 v4: self.plan.v4,
                 src,
@@ -223,9 +233,10 @@ impl Member {
         BuiltAdverts {
             priority,
             src,
+            name: Arc::from(self.plan.name.as_str()),
             frames: dsts
                 .into_iter()
-                .map(|dst| (dst, adv.encode(src, dst, cfg.checksum)))
+                .map(|dst| (dst, Arc::from(adv.encode(src, dst, cfg.checksum))))
                 .collect(),
         }
     }

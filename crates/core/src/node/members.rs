@@ -95,7 +95,9 @@ impl Members {
             }
             return;
         }
-        for i in std::mem::take(&mut self.dirty) {
+        // Taken and put back, so that its capacity stays.
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &i in &dirty {
             let m = &self.list[i];
             let (deadline, route) = (m.deadline(), route_key(m));
             let f = &mut self.filed[i];
@@ -120,6 +122,8 @@ impl Members {
                 f.route = route;
             }
         }
+        dirty.clear();
+        self.dirty = dirty;
     }
 
     fn settled(&self) -> bool {
@@ -141,21 +145,22 @@ impl Members {
     }
 
     /// The members due at `now`, in index order (the order a scan would
-    /// have handled them in).
-    pub fn due(&self, now: Duration) -> Vec<usize> {
-        let mut v: Vec<usize> = if self.settled() {
-            self.by_deadline
-                .iter()
-                .take_while(|(t, _)| *t <= now)
-                .map(|(_, i)| *i)
-                .collect()
+    /// have handled them in), into `v` (its old contents dropped).
+    pub fn due(&self, now: Duration, v: &mut Vec<usize>) {
+        v.clear();
+        if self.settled() {
+            v.extend(
+                self.by_deadline
+                    .iter()
+                    .take_while(|(t, _)| *t <= now)
+                    .map(|(_, i)| *i),
+            );
         } else {
-            (0..self.list.len())
-                .filter(|i| self.list[*i].deadline().is_some_and(|t| t <= now))
-                .collect()
-        };
+            v.extend(
+                (0..self.list.len()).filter(|i| self.list[*i].deadline().is_some_and(|t| t <= now)),
+            );
+        }
         v.sort_unstable();
-        v
     }
 
     /// The member that takes adverts for this key.

@@ -49,6 +49,8 @@ pub struct Node {
     dropped: BTreeMap<&'static str, u64>,
     logs: LogLimit,
     out: Vec<Command>,
+    /// The members due in `on_timers`, kept for its capacity.
+    due: Vec<usize>,
     anycast: Option<anycast::Policy>,
 }
 
@@ -73,6 +75,7 @@ impl Node {
             dropped: BTreeMap::new(),
             logs: LogLimit::default(),
             out: Vec::new(),
+            due: Vec::new(),
             anycast: None,
         }
     }
@@ -127,6 +130,16 @@ impl Node {
         self.insts.settle();
         self.follow_anycast(now);
         std::mem::take(&mut self.out)
+    }
+
+    /// Takes back a command list `handle` returned, emptied here, for the
+    /// next one: at 10 ms adverts that is a hundred allocations a second
+    /// saved.
+    pub fn recycle(&mut self, mut cmds: Vec<Command>) {
+        if self.out.capacity() == 0 {
+            cmds.clear();
+            self.out = cmds;
+        }
     }
 
     /// When `handle(_, Event::Timer)` is due next.
@@ -307,7 +320,9 @@ impl Node {
     fn on_timers(&mut self, now: Duration) {
         // Most instances have nothing due (a thousand of them at 100 ms
         // adverts wake the node every 0.1 ms): only the due ones are looked at.
-        for i in self.insts.due(now) {
+        let mut due = std::mem::take(&mut self.due);
+        self.insts.due(now, &mut due);
+        for &i in &due {
             if self.insts[i].core.deadline().is_some_and(|t| t <= now) {
                 self.input(now, i, Input::Timer);
             }
@@ -323,6 +338,7 @@ impl Node {
                 self.set_fault(now, i, FaultSource::Vip, None);
             }
         }
+        self.due = due;
     }
 
     fn on_vip_failed(&mut self, now: Duration, instance: &str, error: String) {

@@ -292,35 +292,39 @@ impl Instance {
 
     pub fn handle(&mut self, now: Time, input: Input) -> Vec<Action> {
         let mut out = Vec::new();
+        self.handle_into(now, input, &mut out);
+        out
+    }
+
+    /// `handle`, appending to `out`: a caller that keeps the list saves
+    /// an allocation per input (an advert sent or received).
+    pub fn handle_into(&mut self, now: Time, input: Input, out: &mut Vec<Action>) {
         match input {
             Input::Startup => {
                 if !self.started {
                     self.started = true;
                     match self.fault.clone() {
-                        None => self.start(now, Reason::Startup, &mut out),
-                        Some(why) => {
-                            self.transition(now, State::Fault, Reason::Fault(why), &mut out)
-                        }
+                        None => self.start(now, Reason::Startup, out),
+                        Some(why) => self.transition(now, State::Fault, Reason::Fault(why), out),
                     }
                 }
             }
-            Input::Shutdown => self.shutdown(now, &mut out),
-            Input::Timer => self.timer(now, &mut out),
+            Input::Shutdown => self.shutdown(now, out),
+            Input::Timer => self.timer(now, out),
             Input::Advert {
                 src,
                 advert,
                 checksum,
-            } => self.receive(now, src, advert, checksum, &mut out),
+            } => self.receive(now, src, advert, checksum, out),
             Input::Priority(p) => self.set_priority(p),
-            Input::Fault(why) => self.enter_fault(now, why, &mut out),
+            Input::Fault(why) => self.enter_fault(now, why, out),
             Input::Recover => {
                 if self.fault.take().is_some() && self.started && self.state == State::Fault {
-                    self.transition(now, State::Initialize, Reason::Recovered, &mut out);
-                    self.start(now, Reason::Recovered, &mut out);
+                    self.transition(now, State::Initialize, Reason::Recovered, out);
+                    self.start(now, Reason::Recovered, out);
                 }
             }
         }
-        out
     }
 
     fn transition(&mut self, now: Time, to: State, reason: Reason, out: &mut Vec<Action>) {
@@ -507,6 +511,14 @@ fn addr_greater(a: IpAddr, b: IpAddr) -> bool {
 }
 
 fn same_addresses(a: &[IpAddr], b: &[IpAddr]) -> bool {
+    // Peers configured alike list them in the same order: no sorting (and
+    // no allocation) for every advert received.
+    if a == b {
+        return true;
+    }
+    if a.len() != b.len() {
+        return false;
+    }
     let mut a = a.to_vec();
     let mut b = b.to_vec();
     a.sort();

@@ -162,26 +162,38 @@ fn internet_checksum(parts: &[&[u8]]) -> u16 {
     !(sum as u16)
 }
 
-/// The pseudo-header of RFC 5798 §5.2.8: RFC 768's for IPv4, RFC 8200
-/// §8.1's for IPv6.
-fn pseudo_header(src: IpAddr, dst: IpAddr, len: usize) -> Vec<u8> {
-    let mut ph = Vec::with_capacity(40);
+/// The pseudo-header of RFC 5798 §5.2.8: RFC 768's for IPv4 (12 bytes),
+/// RFC 8200 §8.1's for IPv6 (40), on the stack: every advert received is
+/// checked against one.
+struct PseudoHeader {
+    bytes: [u8; 40],
+    len: usize,
+}
+
+impl PseudoHeader {
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+fn pseudo_header(src: IpAddr, dst: IpAddr, len: usize) -> PseudoHeader {
+    let mut b = [0u8; 40];
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            ph.extend_from_slice(&s.octets());
-            ph.extend_from_slice(&d.octets());
-            ph.push(0);
-            ph.push(IP_PROTO_VRRP);
-            ph.extend_from_slice(&(len as u16).to_be_bytes());
+            b[0..4].copy_from_slice(&s.octets());
+            b[4..8].copy_from_slice(&d.octets());
+            b[9] = IP_PROTO_VRRP;
+            b[10..12].copy_from_slice(&(len as u16).to_be_bytes());
+            PseudoHeader { bytes: b, len: 12 }
         }
         (s, d) => {
-            ph.extend_from_slice(&v6_octets(s));
-            ph.extend_from_slice(&v6_octets(d));
-            ph.extend_from_slice(&(len as u32).to_be_bytes());
-            ph.extend_from_slice(&[0, 0, 0, IP_PROTO_VRRP]);
+            b[0..16].copy_from_slice(&v6_octets(s));
+            b[16..32].copy_from_slice(&v6_octets(d));
+            b[32..36].copy_from_slice(&(len as u32).to_be_bytes());
+            b[39] = IP_PROTO_VRRP;
+            PseudoHeader { bytes: b, len: 40 }
         }
     }
-    ph
 }
 
 fn v6_octets(a: IpAddr) -> [u8; 16] {
@@ -202,10 +214,11 @@ fn checksum_for(
     match style {
         _ if version == Version::V2 => internet_checksum(&[msg]),
         ChecksumStyle::AsV2 if v4 => internet_checksum(&[msg]),
-        ChecksumStyle::OldUnicast if v4 => {
-            internet_checksum(&[&pseudo_header(src, IpAddr::V4(MCAST_V4), msg.len()), msg])
-        }
-        _ => internet_checksum(&[&pseudo_header(src, dst, msg.len()), msg]),
+        ChecksumStyle::OldUnicast if v4 => internet_checksum(&[
+            pseudo_header(src, IpAddr::V4(MCAST_V4), msg.len()).as_slice(),
+            msg,
+        ]),
+        _ => internet_checksum(&[pseudo_header(src, dst, msg.len()).as_slice(), msg]),
     }
 }
 
@@ -406,7 +419,7 @@ mod tests {
         // §5.2.8: the checksum covers the pseudo-header, so the sum over
         // pseudo-header + message folds to zero.
         assert_eq!(
-            internet_checksum(&[&pseudo_header(m.src, m.dst, bytes.len()), &bytes]),
+            internet_checksum(&[pseudo_header(m.src, m.dst, bytes.len()).as_slice(), &bytes]),
             0
         );
         let (back, style) = Advert::decode(&bytes, m).unwrap();
@@ -524,7 +537,7 @@ mod tests {
         b[4] |= 0xf0;
         b[6] = 0;
         b[7] = 0;
-        let ck = internet_checksum(&[&pseudo_header(m.src, m.dst, b.len()), &b]);
+        let ck = internet_checksum(&[pseudo_header(m.src, m.dst, b.len()).as_slice(), &b]);
         b[6..8].copy_from_slice(&ck.to_be_bytes());
         assert_eq!(Advert::decode(&b, m).unwrap().0.interval_cs, 100);
     }
