@@ -1,6 +1,7 @@
 //! A one-shot timer on a timerfd of its own rather than a tokio timer: the
-//! event loop's for the node's next deadline (`Node::poll_timeout`), the
-//! nginx check's for its next probe and the probe's deadline.
+//! nginx check's for its next probe and the probe's deadline. (The event
+//! loop needs none: its own epoll waits with the node's deadline as the
+//! timeout, to the nanosecond; `daemon::poller`.)
 //!
 //! Why not tokio's timer: its wheel counts whole milliseconds and rounds a
 //! deadline up to the next one, and the runtime sleeps in `epoll_wait`

@@ -2,11 +2,13 @@
 //! socket reads, timers, link events, health verdicts, signals and control
 //! requests into core inputs, and carries out the actions the core returns.
 
+mod cold;
 pub mod control;
 mod driver;
 mod hooks;
 pub mod lock;
 mod metrics;
+mod poller;
 
 mod rx;
 pub mod setup;
@@ -16,12 +18,17 @@ mod systemd;
 use crate::config::{self, LoadError};
 use crate::net::netlink::{Net, NetError};
 use crate::privileges::{self, PrivError};
+use cold::{Cold, Drained, Signal, Signals};
 use driver::Daemon;
 use log::{error, info};
+use poller::{Poller, Ready};
 use setup::SetupError;
 use std::path::PathBuf;
-use tokio::signal::unix::{SignalKind, signal};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// How often the loop publishes a status snapshot for the metrics
 /// endpoint: scrapes never wait for the loop, and see at most this old a
@@ -31,8 +38,6 @@ const METRICS_EVERY: std::time::Duration = std::time::Duration::from_millis(250)
 /// (reports, rate-limited per sender; the VRRP sockets are read by the
 /// loop itself, and their adverts wait in the kernel's socket buffers).
 const PKT_QUEUE: usize = 1024;
-/// Netlink events handled in one go (their address reads coalesced).
-const NET_BATCH: usize = 256;
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -70,24 +75,49 @@ pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> 
 }
 
 pub fn run(opts: Options) -> Result<(), DaemonError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let (decl, lock) = prepare_outside_runtime(&opts)?;
+    // One worker thread runs the tokio side: netlink, the health checks,
+    // the control and metrics sockets, hooks, state files. The loop runs
+    // on this thread, waits on an epoll of its own (`poller`) and enters
+    // the runtime only to carry out an event. Made after privileges are
+    // dropped (`prepare`): capabilities belong to each thread, and a
+    // thread made before would keep root's, for every child it spawns.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("nginx-ha-io")
         .enable_all()
         .build()
         .map_err(io_err("tokio runtime"))?;
-    // The loop runs as a task, not as block_on's own future: the scheduler
-    // runs a woken task at once, but polls a woken block_on future only
-    // after one more (zero-timeout) epoll_wait — a syscall more for every
-    // wake-up (a received advert, the alarm).
-    rt.block_on(async {
-        match tokio::spawn(run_async(opts)).await {
-            Ok(r) => r,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(DaemonError::Io {
-                what: "event loop".into(),
-                source: std::io::Error::other(e),
-            }),
+    let _in_runtime = rt.enter();
+    let poller = Poller::new().map_err(io_err("epoll"))?;
+    let mut started = rt.block_on(start(opts.clone(), decl, lock, poller.clone()))?;
+    let turned = turn(&rt, &poller, &mut started.d, &mut started.cold);
+    let Started {
+        mut d,
+        mut cold,
+        listener,
+        _lock,
+    } = started;
+    turned?;
+    systemd::stopping();
+    drop(listener);
+    rt.block_on(d.shutdown(async {
+        // A second SIGTERM/SIGINT ends the drain; a SIGHUP does not.
+        loop {
+            match cold.signals.rx.recv().await {
+                Some(Signal::Stop) => return,
+                Some(Signal::Reload) => {}
+                None => std::future::pending().await,
+            }
         }
-    })
+    }));
+    match std::fs::remove_file(opts.runtime_dir.join(control::SOCKET)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            error!("removing control socket: {e}")
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Creates the runtime and state directories (owned by the user the
@@ -117,22 +147,57 @@ fn prepare(opts: &Options) -> Result<lock::RuntimeLock, DaemonError> {
     Ok(held)
 }
 
-async fn run_async(opts: Options) -> Result<(), DaemonError> {
-    // Nothing is touched before the declaration is known to be good.
-    let decl = config::load_within(&opts.config, setup::READ_DEADLINE).await?;
-    let _lock = prepare(&opts)?;
+/// What runs once the daemon has started.
+struct Started {
+    d: Daemon,
+    cold: Cold,
+    listener: tokio::task::JoinHandle<()>,
+    _lock: lock::RuntimeLock,
+}
+
+/// Reads the declaration (nothing is touched before it is known to be
+/// good) and drops privileges (`prepare`), on a runtime of its own that
+/// is gone, with its threads, before the daemon's is made.
+fn prepare_outside_runtime(
+    opts: &Options,
+) -> Result<(config::Declaration, lock::RuntimeLock), DaemonError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(io_err("tokio runtime"))?;
+    match rt.block_on(config::load_within(&opts.config, setup::READ_DEADLINE)) {
+        // Dropped here: its idle file-reading thread ends.
+        Ok(decl) => {
+            drop(rt);
+            Ok((decl, prepare(opts)?))
+        }
+        // A read past its deadline may still hang in its thread: not
+        // waited for.
+        Err(e) => {
+            rt.shutdown_background();
+            Err(e.into())
+        }
+    }
+}
+
+async fn start(
+    opts: Options,
+    decl: config::Declaration,
+    lock: lock::RuntimeLock,
+    poller: Poller,
+) -> Result<Started, DaemonError> {
     // After dropping privileges, as on every reload.
     let passwords = setup::read_passwords(&decl).await?;
     let net = Net::new()?;
-    let mut net_events = Net::events()?;
+    let net_events = Net::events()?;
     let plans = setup::plan(&decl, &passwords, &net).await?;
     let mut metrics_tick = tokio::time::interval(METRICS_EVERY);
     metrics_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-    let (pkt_tx, mut pkt_rx) = mpsc::channel(PKT_QUEUE.max(4 * plans.len()));
-    let (health_tx, mut health_rx) = mpsc::unbounded_channel();
-    let (ctl_tx, mut ctl_rx) = mpsc::channel(16);
-    let mut d = Daemon::new(opts.clone(), decl, net, pkt_tx, health_tx);
+    let (pkt_tx, pkt_rx) = mpsc::channel(PKT_QUEUE.max(4 * plans.len()));
+    let (health_tx, health_rx) = mpsc::unbounded_channel();
+    let (ctl_tx, ctl_rx) = mpsc::channel(16);
+    let mut d = Daemon::new(opts.clone(), decl, net, pkt_tx, health_tx, poller);
     // Bound before any instance starts: a taken address stops the start
     // here, with nothing to undo.
     d.bind_metrics()?;
@@ -142,16 +207,18 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
     d.start_checks();
     d.start_anycast().await;
     let listener = control::listen(&opts.runtime_dir, ctl_tx)?;
-
-    let mut signals = Signals::listen()?;
-    let mut watchdog = systemd::watchdog_interval().map(tokio::time::interval);
-    // A reload's files are read in a task of their own; the loop keeps
-    // sending adverts meanwhile and applies the result when it arrives.
-    // SIGHUPs during a read are coalesced into one more read after it, so
-    // the last signal always sees the file as it was when it was sent.
-    let mut reading: Option<tokio::task::JoinHandle<Result<setup::Loaded, Vec<String>>>> = None;
-    let mut read_again = false;
-
+    let cold = Cold {
+        config: opts.config.clone(),
+        pkt_rx,
+        net_events,
+        health_rx,
+        ctl_rx,
+        signals: Signals::listen()?,
+        watchdog: systemd::watchdog_interval().map(tokio::time::interval),
+        metrics_tick,
+        reading: None,
+        read_again: false,
+    };
     d.start_all().await;
     systemd::ready(&d.status_line());
     info!(
@@ -159,134 +226,73 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
         d.instance_count(),
         if d.has_anycast() { ", anycast" } else { "" }
     );
-
-    let mut alarm = crate::alarm::Alarm::new().map_err(io_err("timerfd"))?;
-    loop {
-        alarm
-            .set(d.next_wake())
-            .map_err(io_err("arming the timerfd"))?;
-        tokio::select! {
-            key = std::future::poll_fn(|cx| d.poll_readable(cx)) => d.on_readable(key).await,
-            Some((key, pkt)) = pkt_rx.recv() => d.on_packet(key, pkt).await,
-            Some(ev) = net_events.recv() => {
-                // Whatever else is queued too, so that a burst of address
-                // changes (a thousand VIPs moving) costs one read of each
-                // interface's addresses, not one per change.
-                let mut batch = vec![ev];
-                while batch.len() < NET_BATCH
-                    && let Ok(ev) = net_events.try_recv()
-                {
-                    batch.push(ev);
-                }
-                d.on_net_events(batch).await;
-            }
-            Some(ev) = health_rx.recv() => d.on_health(ev).await,
-            Some(req) = ctl_rx.recv() => d.on_control(req).await,
-            r = alarm.wait() => {
-                r.map_err(io_err("waiting on the timerfd"))?;
-                d.on_timers().await;
-            }
-            _ = sleep_until_opt(d.addr_read_due()) => d.read_pending_addresses().await,
-            _ = async { watchdog.as_mut().map(|w| w.tick()).expect("guarded").await }, if watchdog.is_some() => {
-                systemd::watchdog();
-            }
-            _ = metrics_tick.tick(), if d.has_metrics() => d.publish_metrics(),
-            Some(sig) = signals.rx.recv() => {
-                if sig == Signal::Stop {
-                    break;
-                }
-                if reading.is_some() {
-                    read_again = true;
-                } else {
-                    reading = Some(tokio::spawn(setup::read_for_reload(opts.config.clone())));
-                }
-            }
-            r = async { reading.as_mut().expect("guarded").await }, if reading.is_some() => {
-                reading = None;
-                let loaded = r.unwrap_or_else(|e| Err(vec![format!("reading the declaration: {e}")]));
-                d.reload(loaded).await;
-                if std::mem::take(&mut read_again) {
-                    reading = Some(tokio::spawn(setup::read_for_reload(opts.config.clone())));
-                }
-            }
-        }
-    }
-    systemd::stopping();
-    drop(listener);
-    d.shutdown(async {
-        // A second SIGTERM/SIGINT ends the drain; a SIGHUP does not.
-        loop {
-            match signals.rx.recv().await {
-                Some(Signal::Stop) => return,
-                Some(Signal::Reload) => {}
-                None => std::future::pending().await,
-            }
-        }
+    Ok(Started {
+        d,
+        cold,
+        listener,
+        _lock: lock,
     })
-    .await;
-    match std::fs::remove_file(opts.runtime_dir.join(control::SOCKET)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            error!("removing control socket: {e}")
+}
+
+/// The loop, until a SIGTERM/SIGINT. A turn waits for the first of: a
+/// VRRP socket with datagrams, the node's next deadline (or the address
+/// read's), a wake from the other sources; and handles all of them that
+/// are ready, sockets first.
+fn turn(rt: &Runtime, poller: &Poller, d: &mut Daemon, cold: &mut Cold) -> Result<(), DaemonError> {
+    let waker = poller.waker();
+    let mut cx = Context::from_waker(&waker);
+    let mut ready = Ready::default();
+    let mut cold_left = false;
+    loop {
+        let node_due = d.next_wake();
+        let addr_due = d.addr_read_due();
+        let timeout = if cold_left {
+            Some(Duration::ZERO)
+        } else {
+            earliest(node_due, addr_due).map(|t| t.saturating_duration_since(Instant::now()))
+        };
+        // The error's text only when there is an error: made eagerly it
+        // was an allocation per turn.
+        if let Err(e) = poller.wait(timeout, &mut ready) {
+            return Err(io_err("waiting for events")(e));
         }
-        _ => {}
-    }
-    Ok(())
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Signal {
-    /// SIGTERM or SIGINT.
-    Stop,
-    /// SIGHUP.
-    Reload,
-}
-
-/// The signals, from a task of their own: the loop then polls one queue
-/// for them on every turn instead of three signal streams (each poll of
-/// which costs more than the queue's).
-struct Signals {
-    rx: mpsc::Receiver<Signal>,
-    _task: AbortOnDrop,
-}
-
-impl Signals {
-    fn listen() -> Result<Signals, DaemonError> {
-        let mut term = signal(SignalKind::terminate()).map_err(io_err("SIGTERM handler"))?;
-        let mut int = signal(SignalKind::interrupt()).map_err(io_err("SIGINT handler"))?;
-        let mut hup = signal(SignalKind::hangup()).map_err(io_err("SIGHUP handler"))?;
-        // Bounded; a burst of SIGHUPs beyond it waits in the signal
-        // streams, which coalesce them (the loop coalesces reloads too).
-        let (tx, rx) = mpsc::channel(4);
-        let task = tokio::spawn(async move {
-            loop {
-                let sig = tokio::select! {
-                    _ = term.recv() => Signal::Stop,
-                    _ = int.recv() => Signal::Stop,
-                    _ = hup.recv() => Signal::Reload,
-                };
-                if tx.send(sig).await.is_err() {
-                    break;
-                }
+        for &token in &ready.sockets {
+            complete(rt, d.on_readable(driver::key_of(token)));
+        }
+        let now = Instant::now();
+        if node_due.is_some_and(|t| t <= now) {
+            complete(rt, d.on_timers());
+        }
+        if addr_due.is_some_and(|t| t <= now) {
+            complete(rt, d.read_pending_addresses());
+        }
+        if ready.cold || cold_left {
+            poller.take_cold();
+            match cold.drain(rt, d, &mut cx) {
+                Drained::All => cold_left = false,
+                Drained::Some => cold_left = true,
+                Drained::Stop => return Ok(()),
             }
-        });
-        Ok(Signals {
-            rx,
-            _task: AbortOnDrop(task),
-        })
+        }
     }
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+/// Runs an event's handling to its end. Most end without waiting (an
+/// advert sent, one received): polled once here, without entering the
+/// runtime, which costs more than such an event does. One that waits (a
+/// VIP added through netlink) is finished by the runtime, which polls it
+/// again at once with a waker of its own.
+fn complete<F: Future>(rt: &Runtime, fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    if let Poll::Ready(v) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        return v;
     }
+    rt.block_on(fut)
 }
 
-async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }

@@ -16,7 +16,6 @@ use nginx_ha_core::health::rise_fall::RiseFall;
 use stats::Stats;
 use std::collections::BTreeMap;
 use std::time::Instant;
-use stub_status::StubStatus;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -30,8 +29,6 @@ pub struct Verdict {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     Verdict(Verdict),
-    /// The latest stub_status reading, for `status`.
-    Stub(StubStatus),
 }
 
 pub use nginx_ha_core::node::checks::Effect;

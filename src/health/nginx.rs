@@ -225,7 +225,7 @@ pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>, stats: Stats)
                 }
                 match result {
                     Ok(s) => {
-                        let _ = tx.send(Event::Stub(s));
+                        stats.set_stub(s);
                         if change.is_some() {
                             send(true, "nginx is running and stub_status answers".into());
                         }

@@ -7,6 +7,7 @@
 //! (reader); every access is a few counter updates under a mutex that is
 //! never held across an await.
 
+use super::stub_status::StubStatus;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use std::collections::BTreeMap;
@@ -39,6 +40,9 @@ pub struct Runs {
 pub struct Stats {
     runs: Arc<Mutex<BTreeMap<String, Runs>>>,
     latency: Family<CheckLabel, Histogram, fn() -> Histogram>,
+    /// nginx's latest stub_status numbers, for `status`: kept here rather
+    /// than sent to the event loop, which every probe would wake.
+    stub: Arc<Mutex<Option<StubStatus>>>,
 }
 
 impl Default for Stats {
@@ -46,11 +50,21 @@ impl Default for Stats {
         Stats {
             runs: Arc::default(),
             latency: Family::new_with_constructor(histogram),
+            stub: Arc::default(),
         }
     }
 }
 
 impl Stats {
+    pub fn set_stub(&self, s: StubStatus) {
+        *self.stub.lock().unwrap_or_else(PoisonError::into_inner) = Some(s);
+    }
+
+    /// The numbers of the latest stub_status answer, if any came.
+    pub fn stub(&self) -> Option<StubStatus> {
+        *self.stub.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// One probe's result; `took` is `None` when no probe was sent (nginx
     /// not running), which counts as a failure but has no duration.
     pub fn record(&self, check: &str, ok: bool, took: Option<Duration>) {

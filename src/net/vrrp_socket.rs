@@ -5,20 +5,16 @@
 //! would miss the multicast group.
 
 use crate::vrrp::packet::{IP_PROTO_VRRP, IpMeta, MCAST_V4, MCAST_V6, VRRP_TTL};
-use nix::sys::socket::{
-    ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg,
-    sendmsg, setsockopt, sockopt,
-};
+use nix::sys::socket::{MsgFlags, setsockopt, sockopt};
 use socket2::{Domain, Protocol, Socket, Type};
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, RawFd};
-use std::task::{Context, Poll};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 pub struct VrrpSocket {
-    fd: AsyncFd<Socket>,
+    fd: Socket,
     ifindex: u32,
     v4: bool,
 }
@@ -37,7 +33,6 @@ pub struct Received<'a> {
 impl VrrpSocket {
     /// Opens the socket on `ifname` (`ifindex`), joined to the VRRP group
     /// so that multicast adverts arrive; unicast ones arrive regardless.
-    #[allow(unsafe_code)] // AsyncFd::register: see the SAFETY comment.
     pub fn open(ifname: &str, ifindex: u32, v4: bool) -> io::Result<VrrpSocket> {
         let domain = if v4 { Domain::IPV4 } else { Domain::IPV6 };
         let s = Socket::new(
@@ -78,14 +73,10 @@ impl VrrpSocket {
         // Overruns are counted, not silent (status: dropped.socket_overrun):
         // read from the socket when asked (`overruns`), not through an
         // SO_RXQ_OVFL control message on every datagram.
-        // tokio has no safe way to register an fd (AsyncFd::new is
-        // deprecated as unsound), so every AsyncFd in the crate is made so.
-        // Readable only: sends go straight to sendmsg, and write interest
-        // would wake the driver with an EPOLLOUT after every advert.
-        // SAFETY: the Socket owns its fd, and AsyncFd keeps it (and so the
-        // fd) alive and unchanged until it deregisters on drop.
-        let fd = unsafe { AsyncFd::register_with_interest(s, Interest::READABLE)? };
-        Ok(VrrpSocket { fd, ifindex, v4 })
+        // Not registered with tokio: the event loop's own epoll watches
+        // it (`daemon::poller`), for datagrams only: sends go straight to
+        // sendmsg.
+        Ok(VrrpSocket { fd: s, ifindex, v4 })
     }
 
     pub fn ifindex(&self) -> u32 {
@@ -107,7 +98,7 @@ impl VrrpSocket {
         // is that large, and stores the length it wrote in `len`.
         let r = unsafe {
             libc::getsockopt(
-                self.fd.get_ref().as_raw_fd(),
+                self.fd.as_raw_fd(),
                 libc::SOL_SOCKET,
                 libc::SO_MEMINFO,
                 info.as_mut_ptr().cast(),
@@ -122,56 +113,38 @@ impl VrrpSocket {
         }
     }
 
-    /// Ready when datagrams may be queued (then `read_ready`). An error
-    /// of the runtime's driver counts as ready: the read reports it.
-    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.fd.poll_read_ready(cx).map(|_| ())
+    /// For the event loop's epoll.
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 
     /// Reads what is queued, up to `BATCH` datagrams with one `recvmmsg`,
     /// without waiting, and hands each to `each`: a datagram that cannot
     /// be a VRRP message at all (too large, IP facts unreadable) as the
-    /// counter name to drop it under.
+    /// counter name to drop it under. Nothing queued is no error.
     ///
-    /// Fewer than `BATCH` read means the queue was empty (recvmmsg with
-    /// MSG_DONTWAIT stops only at the batch's end or at EAGAIN), so the
-    /// readiness is cleared then, without the extra `recvmsg` that would
-    /// only say EAGAIN: one syscall per advert, not two. A datagram that
-    /// arrives meanwhile raises a new edge, not consumed yet. After an
-    /// error the readiness is cleared too, so that an error the socket
-    /// keeps returning cannot spin the loop; the next datagram wakes it.
+    /// The loop's epoll is level-triggered: a socket with datagrams left
+    /// after a batch is read again on the next turn, after the loop's
+    /// other work, so a flood here cannot starve it.
     pub fn read_ready(
         &self,
         rb: &mut RecvBatch,
         mut each: impl FnMut(Result<Received<'_>, &'static str>),
     ) -> io::Result<usize> {
-        let mut n = 0;
-        let mut failed = None;
-        let r = self.fd.try_io(Interest::READABLE, |s| {
-            match recv_many(s.as_raw_fd(), rb) {
-                Ok(got) => n = got,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => failed = Some(e),
-            }
-            if n < BATCH {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            Ok(())
-        });
-        if let Err(e) = r
-            && e.kind() != io::ErrorKind::WouldBlock
-        {
-            return Err(e);
-        }
+        let n = match recv_many(self.fd.as_raw_fd(), rb) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        };
         for (i, meta) in rb.meta[..n].iter().enumerate() {
             each(meta.received(self.v4, &rb.bufs[i]));
         }
-        failed.map_or(Ok(n), Err)
+        Ok(n)
     }
 
     /// Sends one VRRP message from `src` to `dst` out of this interface.
     pub fn send(&self, msg: &[u8], src: IpAddr, dst: IpAddr) -> io::Result<()> {
-        let fd = self.fd.get_ref().as_raw_fd();
+        let fd = self.fd.as_raw_fd();
         send_one(fd, self.ifindex, msg, src, dst)
     }
 }
@@ -234,39 +207,108 @@ impl Default for RecvBatch {
     }
 }
 
+/// Room for every control message the sockets ask for (IPv6: pktinfo
+/// and hop limit; CMSG_SPACE of 20 and of 4 bytes is 64 on 64-bit Linux).
+const CONTROL: usize = 128;
+
+/// A control buffer, aligned as a cmsghdr must be.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct Control([u8; CONTROL]);
+
 /// Reads what is queued, up to `BATCH` datagrams, into `rb`; returns how
 /// many.
+#[allow(unsafe_code)] // recvmmsg(2) by hand: see the SAFETY comments.
 fn recv_many(fd: RawFd, rb: &mut RecvBatch) -> io::Result<usize> {
-    // Headers made for each call, never reused: the kernel shrinks a
-    // header's control length to what the last datagram in that slot
-    // used, so after an IPv4 datagram (no control messages) an IPv6 one
-    // would find no room for its hop limit and destination. Room for every
-    // control message the sockets ask for (IPv6).
-    let cmsg = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int);
-    let mut hdrs = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, Some(cmsg));
-    let mut iovs = rb.bufs.each_mut().map(|b| [IoSliceMut::new(b)]);
-    let got = recvmmsg(fd, &mut hdrs, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None)?;
-    let mut n = 0;
-    for (m, meta) in got.zip(rb.meta.iter_mut()) {
+    // Not nix's recvmmsg: its headers are allocated on every call, and a
+    // backup at 10 ms adverts reads a hundred times a second. Headers
+    // made for each call, never reused: the kernel shrinks a header's
+    // control length to what the last datagram in that slot used, so
+    // after an IPv4 datagram (no control messages) an IPv6 one would find
+    // no room for its hop limit and destination.
+    // SAFETY: all-zero is a valid sockaddr_in6 and mmsghdr.
+    let mut names: [libc::sockaddr_in6; BATCH] = unsafe { std::mem::zeroed() };
+    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    let mut controls = [Control([0; CONTROL]); BATCH];
+    let mut iovs: [libc::iovec; BATCH] = std::array::from_fn(|_| libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    });
+    for (i, m) in msgs.iter_mut().enumerate() {
+        iovs[i] = libc::iovec {
+            iov_base: rb.bufs[i].as_mut_ptr().cast(),
+            iov_len: rb.bufs[i].len(),
+        };
+        let h = &mut m.msg_hdr;
+        h.msg_name = (&raw mut names[i]).cast();
+        h.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+        h.msg_iov = &raw mut iovs[i];
+        h.msg_iovlen = 1;
+        h.msg_control = controls[i].0.as_mut_ptr().cast();
+        h.msg_controllen = CONTROL as _;
+    }
+    // SAFETY: every header points to buffers (name, iovec and its
+    // datagram buffer, control) that live until the call returns, with
+    // their true lengths; no timeout.
+    let got = unsafe {
+        libc::recvmmsg(
+            fd,
+            msgs.as_mut_ptr(),
+            BATCH as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if got < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = usize::try_from(got).unwrap_or(0).min(BATCH);
+    for i in 0..n {
+        let h = &msgs[i].msg_hdr;
+        let name = &names[i];
+        let meta = &mut rb.meta[i];
         *meta = Meta {
-            len: m.bytes,
-            truncated: m.flags.contains(MsgFlags::MSG_TRUNC),
-            src: m.address.and_then(|a| a.as_sockaddr_in6().map(|a| a.ip())),
+            len: msgs[i].msg_len as usize,
+            truncated: h.msg_flags & libc::MSG_TRUNC != 0,
+            src: (i32::from(name.sin6_family) == libc::AF_INET6)
+                .then(|| Ipv6Addr::from(name.sin6_addr.s6_addr)),
             dst: None,
             hops: None,
         };
         // A control buffer the kernel had to cut is not read: the IPv6
         // facts are then missing and the datagram is dropped.
-        for c in m.cmsgs().into_iter().flatten() {
-            match c {
-                ControlMessageOwned::Ipv6PacketInfo(pi) => {
-                    meta.dst = Some(Ipv6Addr::from(pi.ipi6_addr.s6_addr));
+        if h.msg_flags & libc::MSG_CTRUNC != 0 {
+            continue;
+        }
+        // SAFETY: the kernel filled the control buffer up to
+        // msg_controllen with well-formed cmsghdrs; CMSG_FIRSTHDR and
+        // CMSG_NXTHDR stay within it, and each message's data is read
+        // unaligned, only when it is as long as the type read.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(h);
+            while !c.is_null() {
+                let len = (*c).cmsg_len as usize;
+                let data = libc::CMSG_DATA(c);
+                let has = |size: usize| {
+                    len >= libc::CMSG_LEN(u32::try_from(size).unwrap_or(u32::MAX)) as usize
+                };
+                match ((*c).cmsg_level, (*c).cmsg_type) {
+                    (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO)
+                        if has(std::mem::size_of::<libc::in6_pktinfo>()) =>
+                    {
+                        let pi = std::ptr::read_unaligned(data.cast::<libc::in6_pktinfo>());
+                        meta.dst = Some(Ipv6Addr::from(pi.ipi6_addr.s6_addr));
+                    }
+                    (libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT)
+                        if has(std::mem::size_of::<libc::c_int>()) =>
+                    {
+                        meta.hops = Some(std::ptr::read_unaligned(data.cast::<libc::c_int>()));
+                    }
+                    _ => {}
                 }
-                ControlMessageOwned::Ipv6HopLimit(h) => meta.hops = Some(h),
-                _ => {}
+                c = libc::CMSG_NXTHDR(h, c);
             }
         }
-        n += 1;
     }
     Ok(n)
 }
@@ -368,33 +410,84 @@ pub fn parse_ipv4(buf: &[u8]) -> Result<Received<'_>, &'static str> {
     })
 }
 
+#[allow(unsafe_code)] // sendmsg(2) by hand: see the SAFETY comments.
 fn send_one(fd: RawFd, ifindex: u32, msg: &[u8], src: IpAddr, dst: IpAddr) -> io::Result<()> {
-    let iov = [IoSlice::new(msg)];
-    let dst = SockaddrStorage::from(SocketAddr::new(dst, 0));
-    let v4;
-    let v6;
-    let pktinfo = match src {
-        IpAddr::V4(s) => {
-            v4 = libc::in_pktinfo {
-                ipi_ifindex: ifindex as i32,
-                ipi_spec_dst: libc::in_addr {
-                    s_addr: u32::from(s).to_be(),
-                },
-                ipi_addr: libc::in_addr { s_addr: 0 },
-            };
-            ControlMessage::Ipv4PacketInfo(&v4)
-        }
-        IpAddr::V6(s) => {
-            v6 = libc::in6_pktinfo {
-                ipi6_addr: libc::in6_addr {
-                    s6_addr: s.octets(),
-                },
-                ipi6_ifindex: ifindex,
-            };
-            ControlMessage::Ipv6PacketInfo(&v6)
-        }
+    // Not nix's sendmsg: it allocates the control buffer on every call,
+    // and a master at 10 ms adverts sends a hundred a second. Room for
+    // either pktinfo, aligned as a cmsghdr must be.
+    #[repr(C, align(8))]
+    struct Control([u8; 64]);
+    let mut control = Control([0; 64]);
+    let dst = socket2::SockAddr::from(SocketAddr::new(dst, 0));
+    let (level, kind, data_len) = match src {
+        IpAddr::V4(_) => (
+            libc::IPPROTO_IP,
+            libc::IP_PKTINFO,
+            std::mem::size_of::<libc::in_pktinfo>(),
+        ),
+        IpAddr::V6(_) => (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_PKTINFO,
+            std::mem::size_of::<libc::in6_pktinfo>(),
+        ),
     };
-    sendmsg(fd, &iov, &[pktinfo], MsgFlags::empty(), Some(&dst))?;
+    let data_len = u32::try_from(data_len).map_err(io::Error::other)?;
+    let mut iov = libc::iovec {
+        iov_base: msg.as_ptr().cast_mut().cast(),
+        iov_len: msg.len(),
+    };
+    // SAFETY: all-zero is a valid msghdr (null pointers, zero lengths).
+    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    hdr.msg_name = dst.as_ptr().cast_mut().cast();
+    hdr.msg_namelen = dst.len();
+    hdr.msg_iov = &mut iov;
+    hdr.msg_iovlen = 1;
+    hdr.msg_control = control.0.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE only computes a length.
+    hdr.msg_controllen = unsafe { libc::CMSG_SPACE(data_len) } as _;
+    if hdr.msg_controllen as usize > control.0.len() {
+        return Err(io::Error::other("control message buffer too small"));
+    }
+    // SAFETY: msg_control points to `control`, aligned for a cmsghdr and
+    // at least CMSG_SPACE(data_len) long (checked above), so the first
+    // header and its data lie within it; the data is written unaligned.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&hdr);
+        if c.is_null() {
+            return Err(io::Error::other("no room for the control message"));
+        }
+        (*c).cmsg_level = level;
+        (*c).cmsg_type = kind;
+        (*c).cmsg_len = libc::CMSG_LEN(data_len) as _;
+        let data = libc::CMSG_DATA(c);
+        match src {
+            IpAddr::V4(s) => std::ptr::write_unaligned(
+                data.cast::<libc::in_pktinfo>(),
+                libc::in_pktinfo {
+                    ipi_ifindex: i32::try_from(ifindex).unwrap_or(0),
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from(s).to_be(),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                },
+            ),
+            IpAddr::V6(s) => std::ptr::write_unaligned(
+                data.cast::<libc::in6_pktinfo>(),
+                libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: s.octets(),
+                    },
+                    ipi6_ifindex: ifindex,
+                },
+            ),
+        }
+    }
+    // SAFETY: every pointer in `hdr` is valid for the call: `iov` and
+    // `msg`, `dst` and `control` outlive it.
+    let r = unsafe { libc::sendmsg(fd, &hdr, 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
     Ok(())
 }
 

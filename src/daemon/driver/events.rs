@@ -4,30 +4,10 @@
 use super::*;
 
 impl Daemon {
-    /// Ready when one of the VRRP sockets has datagrams: its key. The
-    /// first socket is not always looked at first, so that a flood on one
-    /// cannot hide another's adverts.
-    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<PacketKey> {
-        let n = self.sockets.len();
-        let skip = if n == 0 { 0 } else { self.rx_turn % n };
-        let order = self
-            .sockets
-            .iter()
-            .skip(skip)
-            .chain(self.sockets.iter().take(skip));
-        for (key, rx) in order {
-            if rx.sock.poll_readable(cx).is_ready() {
-                return Poll::Ready(*key);
-            }
-        }
-        Poll::Pending
-    }
-
     /// Reads one batch from the socket `key` (a bounded amount of work:
     /// under a flood the loop's other work gets its turn between
     /// batches), counts the junk and hands the adverts to the node.
     pub async fn on_readable(&mut self, key: PacketKey) {
-        self.rx_turn = self.rx_turn.wrapping_add(1);
         let Some(sock) = self.sockets.get(&key).map(|r| r.sock.clone()) else {
             return;
         };
@@ -165,7 +145,6 @@ impl Daemon {
 
     pub async fn on_health(&mut self, ev: HealthEvent) {
         match ev {
-            HealthEvent::Stub(s) => self.stub = Some(s),
             HealthEvent::Verdict(v) => {
                 let ev = Event::Verdict {
                     check: v.check,

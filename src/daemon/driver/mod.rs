@@ -11,12 +11,12 @@ mod vips;
 
 use super::control::{self, Request, Status};
 use super::hooks::{Hooks, Job};
+use super::poller::Poller;
 use super::rx::{self, Drops, Inbound, Sink};
 use super::setup::{self, Loaded, Plan};
 use super::state_file::StateFiles;
 use super::{DaemonError, Options, io_err, metrics, systemd};
 use crate::config::Declaration;
-use crate::health::stub_status::StubStatus;
 use crate::health::{self, Event as HealthEvent};
 use crate::net::announce::Announcer;
 use crate::net::netlink::{Net, NetError, NetEvent};
@@ -31,7 +31,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -50,7 +49,6 @@ pub struct Daemon {
     pkt_tx: mpsc::Sender<(PacketKey, Inbound)>,
     health_tx: mpsc::UnboundedSender<HealthEvent>,
     checks_running: health::Running,
-    stub: Option<StubStatus>,
     hooks: Hooks,
     /// The state files, written off the loop.
     state_files: StateFiles,
@@ -63,8 +61,8 @@ pub struct Daemon {
     rx_adverts: Vec<Inbound>,
     /// Log lines about wrong TTLs (per sender) and read errors.
     rx_logs: LogLimit,
-    /// Turns the socket looked at first (`poll_readable`).
-    rx_turn: usize,
+    /// The loop's epoll, which watches the VRRP sockets.
+    poller: Poller,
     /// The task that drives BIRD, with `anycast` declared.
     anycast: Option<crate::anycast::Handle>,
     /// The metrics endpoint, while `metrics.listen` is set.
@@ -108,6 +106,7 @@ impl Daemon {
         net: Net,
         pkt_tx: mpsc::Sender<(PacketKey, Inbound)>,
         health_tx: mpsc::UnboundedSender<HealthEvent>,
+        poller: Poller,
     ) -> Daemon {
         let maintenance = opts.state_dir.join(MAINTENANCE_FILE).exists();
         let state_files = StateFiles::start(opts.runtime_dir.clone());
@@ -122,7 +121,6 @@ impl Daemon {
             pkt_tx,
             health_tx,
             checks_running: health::Running::default(),
-            stub: None,
             hooks: Hooks::start(),
             state_files,
             rx_dropped: Drops::default(),
@@ -130,7 +128,7 @@ impl Daemon {
             rx_buf: RecvBatch::default(),
             rx_adverts: Vec::new(),
             rx_logs: LogLimit::default(),
-            rx_turn: 0,
+            poller,
             anycast: None,
             metrics: None,
             status_due: false,
@@ -273,6 +271,9 @@ impl Daemon {
         if let std::collections::btree_map::Entry::Vacant(slot) = self.sockets.entry(key) {
             let s = VrrpSocket::open(name, index, v4)
                 .map_err(io_err(format!("VRRP socket on {name}")))?;
+            self.poller
+                .add(s.as_fd(), token(key))
+                .map_err(io_err(format!("watching the VRRP socket on {name}")))?;
             let sock = Arc::new(s);
             let sink = Sink {
                 tx: self.pkt_tx.clone(),
@@ -288,7 +289,11 @@ impl Daemon {
                     Err(e) => warn!("AH socket on {name}: {e}"),
                 }
             }
-            slot.insert(Rx { sock, readers });
+            slot.insert(Rx {
+                sock,
+                readers,
+                poller: self.poller.clone(),
+            });
         }
         if let Some(mac) = mac
             && self.announcers.get(&index).is_none_or(|(_, m)| *m != mac)
@@ -314,17 +319,29 @@ impl Daemon {
     }
 }
 
-/// A VRRP socket and the tasks that read it (and, for IPv4, the AH
-/// socket's); the tasks end with it.
+/// A VRRP socket, watched by the loop's epoll, and the tasks that read
+/// the AH socket beside it (IPv4); they end with it.
 struct Rx {
     sock: Arc<VrrpSocket>,
     readers: Vec<tokio::task::JoinHandle<()>>,
+    poller: Poller,
 }
 
 impl Drop for Rx {
     fn drop(&mut self) {
+        self.poller.remove(self.sock.as_fd());
         for r in &self.readers {
             r.abort();
         }
     }
+}
+
+/// A socket's token in the loop's epoll.
+fn token((ifindex, v4): PacketKey) -> u64 {
+    (u64::from(ifindex) << 1) | u64::from(v4)
+}
+
+/// The socket a token names.
+pub fn key_of(token: u64) -> PacketKey {
+    (u32::try_from(token >> 1).unwrap_or(0), token & 1 == 1)
 }

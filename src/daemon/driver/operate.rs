@@ -56,7 +56,7 @@ impl Daemon {
             maintenance: report.maintenance,
             instances: report.instances,
             checks: report.checks,
-            nginx: self.stub,
+            nginx: self.checks_running.stats().stub(),
             dropped,
             anycast: self.anycast_status(report.anycast),
         }
