@@ -348,3 +348,68 @@ fn i_dual_stack_instances_both_stay_backup_on_the_backup() {
         );
     }
 }
+
+/// The voluntary context switches of process `pid`'s main thread (the
+/// daemon's event loop): how often it slept and was woken.
+fn loop_wakeups(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/status")).expect("status");
+    s.lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("voluntary_ctxt_switches")
+}
+
+fn adverts_received(lab: &Lab, i: usize) -> u64 {
+    let out = lab.cli(i, &["status", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("status --json");
+    v["instances"][0]["counters"]["advertsReceived"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no advertsReceived in {v}"))
+}
+
+#[test]
+fn i_a_backup_reads_the_masters_repeats_late_and_still_takes_over_in_time() {
+    if !require_root_and_tools() {
+        return;
+    }
+    // 10 ms adverts: a backup that woke for each would wake 100 times a
+    // second; reading the unchanged repeats when Master_Down_Interval
+    // (36 ms) is due, about 30.
+    let lab = pair(VIP4, |_| json!({ "version": 3, "advertInterval": "10ms" }));
+    lab.expect_state(1, "web", "STATE=BACKUP");
+    let pid = lab.daemon_pid(1).expect("node1's daemon");
+    let log0 = lab.daemon_log(1).len();
+    let (w0, r0, t0) = (loop_wakeups(pid), adverts_received(&lab, 1), Instant::now());
+    std::thread::sleep(Duration::from_secs(2));
+    let (w1, r1) = (loop_wakeups(pid), adverts_received(&lab, 1));
+    let secs = t0.elapsed().as_secs_f64();
+    let wakeups = (w1 - w0) as f64 / secs;
+    let received = (r1 - r0) as f64 / secs;
+    println!("backup: {wakeups:.0} wake-ups/s, {received:.0} adverts/s counted");
+    assert!(
+        wakeups < 60.0,
+        "{wakeups:.0} wake-ups/s: woken by every advert"
+    );
+    // Every repeat is still handed to the node (late, at most one
+    // Master_Down_Interval), so the counters keep up.
+    assert!(received > 70.0, "only {received:.0} adverts/s counted");
+    // Never mistaken for a dead master: node1 stayed BACKUP throughout.
+    let log = lab.daemon_log(1);
+    let during = log.get(log0..).unwrap_or_default();
+    assert_eq!(during.matches("-> MASTER").count(), 0, "{log}");
+    assert_eq!(lab.holders(vip4()), vec![0]);
+    // A master that dies silently is still noticed after
+    // Master_Down_Interval, measured from its last advert's arrival.
+    let start = Instant::now();
+    lab.signal_daemon(0, libc::SIGKILL);
+    wait_for(Duration::from_secs(2), || {
+        lab.holders(vip4()).contains(&1).then_some(())
+    })
+    .expect("node1 never took the VIP");
+    let took = start.elapsed();
+    println!("SIGKILL -> node1 holds the VIP: {took:?}");
+    assert!(
+        took >= ms(20),
+        "took over before three adverts were missed: {took:?}"
+    );
+}

@@ -243,10 +243,11 @@ fn turn(rt: &Runtime, poller: &Poller, d: &mut Daemon, cold: &mut Cold) -> Resul
     let mut cx = Context::from_waker(&waker);
     let mut ready = Ready::default();
     let mut cold_left = false;
+    let mut drained = true;
     loop {
         let node_due = d.next_wake();
         let addr_due = d.addr_read_due();
-        let timeout = if cold_left {
+        let timeout = if cold_left || !drained {
             Some(Duration::ZERO)
         } else {
             earliest(node_due, addr_due).map(|t| t.saturating_duration_since(Instant::now()))
@@ -256,11 +257,15 @@ fn turn(rt: &Runtime, poller: &Poller, d: &mut Daemon, cold: &mut Cold) -> Resul
         if let Err(e) = poller.wait(timeout, &mut ready) {
             return Err(io_err("waiting for events")(e));
         }
+        // A BACKUP's routine adverts first, at their arrival times: they
+        // come before anything that happens now, and restart the timers
+        // that may be due.
+        drained = !d.quiet_pending() || complete(rt, d.drain_quiet());
         for &token in &ready.sockets {
             complete(rt, d.on_readable(driver::key_of(token)));
         }
         let now = Instant::now();
-        if node_due.is_some_and(|t| t <= now) {
+        if drained && node_due.is_some_and(|t| t <= now) {
             complete(rt, d.on_timers());
         }
         if addr_due.is_some_and(|t| t <= now) {

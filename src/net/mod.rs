@@ -2,4 +2,5 @@
 
 pub mod announce;
 pub mod netlink;
+pub mod quiet;
 pub mod vrrp_socket;

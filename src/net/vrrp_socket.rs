@@ -10,6 +10,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::time::Duration;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
@@ -28,18 +29,43 @@ const RCVBUF: usize = 4 << 20;
 pub struct Received<'a> {
     pub ip: IpMeta,
     pub msg: &'a [u8],
+    /// When the kernel received it (quiet sockets only: SO_TIMESTAMPNS).
+    pub arrived: Option<std::time::SystemTime>,
 }
 
 impl VrrpSocket {
     /// Opens the socket on `ifname` (`ifindex`), joined to the VRRP group
     /// so that multicast adverts arrive; unicast ones arrive regardless.
     pub fn open(ifname: &str, ifindex: u32, v4: bool) -> io::Result<VrrpSocket> {
+        Self::open_with(ifname, ifindex, v4, |_| Ok(()))
+    }
+
+    /// An IPv4 socket beside the loop's for the adverts a BACKUP may read
+    /// late (`net::quiet`): it receives nothing until given a filter, is
+    /// never watched, and stamps each datagram with its arrival time.
+    pub fn open_quiet(ifname: &str, ifindex: u32) -> io::Result<VrrpSocket> {
+        Self::open_with(ifname, ifindex, true, |s| {
+            // Before the socket can receive anything: whatever it held
+            // would also have gone to the loop's socket.
+            super::quiet::set_filter(s, &super::quiet::drop_all())?;
+            setsockopt(s, sockopt::ReceiveTimestampns, &true)?;
+            Ok(())
+        })
+    }
+
+    fn open_with(
+        ifname: &str,
+        ifindex: u32,
+        v4: bool,
+        first: impl FnOnce(&Socket) -> io::Result<()>,
+    ) -> io::Result<VrrpSocket> {
         let domain = if v4 { Domain::IPV4 } else { Domain::IPV6 };
         let s = Socket::new(
             domain,
             Type::RAW,
             Some(Protocol::from(i32::from(IP_PROTO_VRRP))),
         )?;
+        first(&s)?;
         s.set_nonblocking(true)?;
         s.bind_device(Some(ifname.as_bytes()))?;
         if v4 {
@@ -118,6 +144,11 @@ impl VrrpSocket {
         self.fd.as_fd()
     }
 
+    /// Replaces the socket's filter (`net::quiet`).
+    pub fn set_filter(&self, prog: &[libc::sock_filter]) -> io::Result<()> {
+        super::quiet::set_filter(&self.fd, prog)
+    }
+
     /// Reads what is queued, up to `BATCH` datagrams with one `recvmmsg`,
     /// without waiting, and hands each to `each`: a datagram that cannot
     /// be a VRRP message at all (too large, IP facts unreadable) as the
@@ -166,6 +197,8 @@ struct Meta {
     src: Option<Ipv6Addr>,
     dst: Option<Ipv6Addr>,
     hops: Option<i32>,
+    /// SCM_TIMESTAMPNS: seconds and nanoseconds of CLOCK_REALTIME.
+    stamp: Option<(i64, i64)>,
 }
 
 impl Meta {
@@ -175,8 +208,14 @@ impl Meta {
             return Err("oversized");
         }
         let buf = &buf[..self.len.min(buf.len())];
+        let arrived = self.stamp.and_then(|(sec, nsec)| {
+            let d = Duration::new(u64::try_from(sec).ok()?, u32::try_from(nsec).ok()?);
+            std::time::UNIX_EPOCH.checked_add(d)
+        });
         if v4 {
-            return parse_ipv4(buf).map_err(|_| "bad_ip_header");
+            return parse_ipv4(buf)
+                .map(|r| Received { arrived, ..r })
+                .map_err(|_| "bad_ip_header");
         }
         let (Some(src), Some(dst), Some(hops)) = (self.src, self.dst, self.hops) else {
             return Err("bad_ip_header");
@@ -188,6 +227,7 @@ impl Meta {
                 ttl: u8::try_from(hops).unwrap_or(0),
             },
             msg: buf,
+            arrived,
         })
     }
 }
@@ -274,6 +314,7 @@ fn recv_many(fd: RawFd, rb: &mut RecvBatch) -> io::Result<usize> {
                 .then(|| Ipv6Addr::from(name.sin6_addr.s6_addr)),
             dst: None,
             hops: None,
+            stamp: None,
         };
         // A control buffer the kernel had to cut is not read: the IPv6
         // facts are then missing and the datagram is dropped.
@@ -303,6 +344,15 @@ fn recv_many(fd: RawFd, rb: &mut RecvBatch) -> io::Result<usize> {
                         if has(std::mem::size_of::<libc::c_int>()) =>
                     {
                         meta.hops = Some(std::ptr::read_unaligned(data.cast::<libc::c_int>()));
+                    }
+                    (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS)
+                        if has(std::mem::size_of::<libc::timespec>()) =>
+                    {
+                        let t = std::ptr::read_unaligned(data.cast::<libc::timespec>());
+                        // i32 on 32-bit targets.
+                        #[allow(clippy::useless_conversion)]
+                        let stamp = (i64::from(t.tv_sec), i64::from(t.tv_nsec));
+                        meta.stamp = Some(stamp);
                     }
                     _ => {}
                 }
@@ -407,6 +457,7 @@ pub fn parse_ipv4(buf: &[u8]) -> Result<Received<'_>, &'static str> {
             ttl: buf[8],
         },
         msg: &buf[ihl..],
+        arrived: None,
     })
 }
 

@@ -108,7 +108,8 @@ impl Daemon {
                     instance: instance.to_string(),
                     error: format!("cannot add VIP {v}: {e}"),
                 };
-                queue.extend(self.node.handle(self.now(), ev));
+                let now = self.clock();
+                queue.extend(self.node.handle(now, ev));
             }
         }
     }
@@ -137,7 +138,8 @@ impl Daemon {
                         index,
                         error: e.to_string(),
                     };
-                    queue.extend(self.node.handle(self.now(), ev));
+                    let now = self.clock();
+                    queue.extend(self.node.handle(now, ev));
                 }
             }
             // The node logged why; the BIRD task logs what BIRD did.
@@ -153,7 +155,8 @@ impl Daemon {
             Command::ReadAddresses { index } => match self.net.addresses(index).await {
                 Ok(addrs) => {
                     let ev = Event::Addresses { index, addrs };
-                    queue.extend(self.node.handle(self.now(), ev));
+                    let now = self.clock();
+                    queue.extend(self.node.handle(now, ev));
                 }
                 Err(e) => warn!("reading the addresses of interface {index}: {e}"),
             },

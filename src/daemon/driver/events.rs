@@ -12,10 +12,33 @@ impl Daemon {
             return;
         };
         let mut adverts = std::mem::take(&mut self.rx_adverts);
+        // With a quiet socket beside it, the wire bytes of each advert are
+        // kept, to recognise its repeats (`note_routine`).
+        let mut heard = Vec::new();
+        let quiet = self.quiet_wanted(key);
         let (drops, logs) = (&self.rx_dropped, &mut self.rx_logs);
         let now = self.start.elapsed();
         let r = sock.read_ready(&mut self.rx_buf, |got| {
-            adverts.extend(rx::admit(got, drops, logs, now));
+            let msg = match (&got, quiet) {
+                (Ok(d), true) => Some((d.ip, d.msg.to_vec())),
+                _ => None,
+            };
+            let Some(a) = rx::admit(got, drops, logs, now) else {
+                return;
+            };
+            if let (Some((ip, msg)), Inbound::Advert { advert, .. }) = (msg, &a) {
+                heard.push((
+                    adverts.len(),
+                    quiet::Heard {
+                        src: ip.src,
+                        dst: ip.dst,
+                        ttl: ip.ttl,
+                        advert: advert.clone(),
+                        msg,
+                    },
+                ));
+            }
+            adverts.push(a);
         });
         if let Err(e) = r
             && let Some(n) = self.rx_logs.allow(&format!("rx {}", key.0), now)
@@ -26,15 +49,26 @@ impl Daemon {
                 crate::node::log_limit::more(n)
             );
         }
-        for pkt in adverts.drain(..) {
+        let mut heard = heard.into_iter().peekable();
+        for (i, pkt) in adverts.drain(..).enumerate() {
             self.on_packet(key, pkt).await;
+            if let Some((_, h)) = heard.next_if(|(at, _)| *at == i) {
+                self.note_routine(key, h);
+            }
         }
         self.rx_adverts = adverts;
     }
 
     pub async fn on_packet(&mut self, key: PacketKey, pkt: Inbound) {
+        if let Some(ev) = self.packet_event(key, pkt) {
+            self.feed(ev).await;
+        }
+    }
+
+    /// The node's event for what came in on the socket `key`.
+    pub(super) fn packet_event(&self, key: PacketKey, pkt: Inbound) -> Option<Event> {
         let (ifindex, v4) = key;
-        let ev = match pkt {
+        Some(match pkt {
             Inbound::Advert {
                 ip,
                 advert,
@@ -53,8 +87,7 @@ impl Daemon {
                 vrid: p.vrid,
                 more,
             },
-        };
-        self.feed(ev).await;
+        })
     }
 
     /// Netlink events in order, except that address changes only mark

@@ -7,6 +7,7 @@ mod anycast;
 mod commands;
 mod events;
 mod operate;
+mod quiet;
 mod vips;
 
 use super::control::{self, Request, Status};
@@ -63,6 +64,11 @@ pub struct Daemon {
     rx_logs: LogLimit,
     /// The loop's epoll, which watches the VRRP sockets.
     poller: Poller,
+    /// Routine adverts installed in the quiet sockets' filters, in all.
+    quiet_patterns: usize,
+    /// The latest time handed to the node: adverts read late are handed
+    /// over at their arrival time, never before it.
+    last_now: Duration,
     /// The task that drives BIRD, with `anycast` declared.
     anycast: Option<crate::anycast::Handle>,
     /// The metrics endpoint, while `metrics.listen` is set.
@@ -129,6 +135,8 @@ impl Daemon {
             rx_adverts: Vec::new(),
             rx_logs: LogLimit::default(),
             poller,
+            quiet_patterns: 0,
+            last_now: Duration::ZERO,
             anycast: None,
             metrics: None,
             status_due: false,
@@ -206,6 +214,13 @@ impl Daemon {
         Instant::now().saturating_duration_since(self.start)
     }
 
+    /// The time for the node's next event: now, and never before the
+    /// previous one's.
+    fn clock(&mut self) -> Duration {
+        self.last_now = self.now().max(self.last_now);
+        self.last_now
+    }
+
     pub fn instance_count(&self) -> usize {
         self.node.instance_count()
     }
@@ -219,8 +234,9 @@ impl Daemon {
     pub async fn add_instance(&mut self, plan: Plan) -> Result<(), DaemonError> {
         let on_link = self.net.addresses(plan.link.index).await?;
         self.state_files.record(&plan.name, State::Initialize);
+        let now = self.clock();
         let cmds = self.node.handle(
-            self.now(),
+            now,
             Event::Add {
                 plan: Box::new(plan),
                 on_link,
@@ -249,9 +265,20 @@ impl Daemon {
 
     /// One event through the node, and its commands carried out.
     async fn feed(&mut self, ev: Event) {
-        let cmds = self.node.handle(self.now(), ev);
+        let now = self.clock();
+        self.feed_at(ev, now).await;
+    }
+
+    /// `feed` at a time already past (an advert read late), at or after
+    /// the previous event's.
+    async fn feed_at(&mut self, ev: Event, at: Duration) {
+        self.last_now = at.max(self.last_now);
+        let cmds = self.node.handle(self.last_now, ev);
         // Only start-up treats an unopenable socket as fatal.
         let _ = self.execute(cmds, false).await;
+        if self.quiet_patterns > 0 {
+            self.forget_stale_routine();
+        }
         if std::mem::take(&mut self.status_due) {
             self.report_status();
         }
@@ -289,10 +316,12 @@ impl Daemon {
                     Err(e) => warn!("AH socket on {name}: {e}"),
                 }
             }
+            let quiet = v4.then(|| quiet::Quiet::new(name, index));
             slot.insert(Rx {
                 sock,
                 readers,
                 poller: self.poller.clone(),
+                quiet,
             });
         }
         if let Some(mac) = mac
@@ -325,6 +354,8 @@ struct Rx {
     sock: Arc<VrrpSocket>,
     readers: Vec<tokio::task::JoinHandle<()>>,
     poller: Poller,
+    /// IPv4: the socket that takes a BACKUP's routine adverts.
+    quiet: Option<quiet::Quiet>,
 }
 
 impl Drop for Rx {

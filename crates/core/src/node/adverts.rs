@@ -45,8 +45,8 @@ impl Node {
                 return;
             }
         };
-        let before = self.insts[i].core.counters().dropped.clone();
         let (version, interval_cs) = (advert.version, advert.interval_cs);
+        self.insts[i].core.take_last_drop();
         self.input(
             now,
             i,
@@ -56,14 +56,7 @@ impl Node {
                 checksum,
             },
         );
-        let why = self.insts[i]
-            .core
-            .counters()
-            .dropped
-            .iter()
-            .find(|(k, v)| before.get(*k) != Some(*v))
-            .map(|(k, _)| *k);
-        if let Some(why) = why {
+        if let Some(why) = self.insts[i].core.take_last_drop() {
             self.report_ignored_peer(now, i, src, why, version, interval_cs);
         }
     }

@@ -25,6 +25,7 @@ pub mod rx_filter;
 pub mod status;
 
 use crate::vrrp::instance::{Input, State};
+use crate::vrrp::packet::Advert;
 use checks::Checks;
 use event::{Command, Event, Level};
 use faults::{FaultSource, Faults};
@@ -140,6 +141,16 @@ impl Node {
             cmds.clear();
             self.out = cmds;
         }
+    }
+
+    /// The advert whose unchanged repeats, from the sender given, would
+    /// only restart the Master_Down_Timer of the BACKUP instance with this
+    /// VRID on this interface and family (`Instance::routine`). Such a
+    /// repeat may be handed over late, as an `Advert` event at its arrival
+    /// time (never before an event already handled).
+    pub fn routine(&self, ifindex: u32, v4: bool, vrid: u8) -> Option<(IpAddr, &Advert)> {
+        let i = self.insts.route((ifindex, v4, vrid))?;
+        self.insts[i].core.routine()
     }
 
     /// When `handle(_, Event::Timer)` is due next.

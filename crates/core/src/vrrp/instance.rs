@@ -214,6 +214,15 @@ pub struct Instance {
     master_addr: Option<IpAddr>,
     last: Option<(Time, Reason)>,
     counters: Counters,
+    /// The advert, and its sender, that this BACKUP accepted last and
+    /// that, received again unchanged, would only restart the
+    /// Master_Down_Timer (§6.4.2). Cleared by whatever else decides: a
+    /// transition, a new priority, another advert. The I/O shell may read
+    /// such repeats late, up to the timer's deadline, fed with their
+    /// arrival times (`routine`).
+    routine: Option<(IpAddr, Advert)>,
+    /// Why the latest input was dropped, if it was.
+    last_drop: Option<&'static str>,
 }
 
 impl Instance {
@@ -236,7 +245,25 @@ impl Instance {
             master_addr: None,
             last: None,
             counters: Counters::default(),
+            routine: None,
+            last_drop: None,
         }
+    }
+
+    /// The advert (and its sender) whose unchanged repeats would only
+    /// restart this BACKUP's Master_Down_Timer: each one changes nothing
+    /// else, so that handled at its arrival time, even late, it has the
+    /// effect it would have had at once. None in any other state.
+    pub fn routine(&self) -> Option<(IpAddr, &Advert)> {
+        match &self.routine {
+            Some((src, adv)) if self.state == State::Backup => Some((*src, adv)),
+            _ => None,
+        }
+    }
+
+    /// Why the latest input was dropped (its counter's name), once.
+    pub fn take_last_drop(&mut self) -> Option<&'static str> {
+        self.last_drop.take()
     }
 
     pub fn config(&self) -> &Config {
@@ -332,6 +359,7 @@ impl Instance {
         if from == to {
             return;
         }
+        self.routine = None;
         self.state = to;
         self.counters.transitions += 1;
         *self
@@ -440,7 +468,11 @@ impl Instance {
         }
         // 0 means "resign" on the wire and 255 "owner"; weights are clamped
         // so that neither can be reached by arithmetic.
-        self.priority = p.clamp(1, 254);
+        let p = p.clamp(1, 254);
+        if p != self.priority {
+            self.routine = None;
+        }
+        self.priority = p;
         // A preemption decided at the old priority may no longer hold.
         if let (Some(lower), Some(h)) = (self.preempting, self.heard)
             && lower >= self.priority
@@ -483,6 +515,7 @@ impl Instance {
     }
 
     fn count_drop(&mut self, d: DropReason) {
+        self.last_drop = Some(d.counter());
         *self.counters.dropped.entry(d.counter()).or_insert(0) += 1;
     }
 }

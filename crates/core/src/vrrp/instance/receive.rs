@@ -103,6 +103,8 @@ impl Instance {
 
     /// RFC 5798 §6.4.2 "If an ADVERTISEMENT is received".
     fn backup_receive(&mut self, now: Time, src: IpAddr, adv: &Advert, out: &mut Vec<Action>) {
+        // Set again below only where this advert just restarts the timer.
+        let was = self.routine.take();
         if adv.priority == 0 {
             if self.cfg.fast_takeover {
                 self.become_master(now, Reason::FastTakeover, out);
@@ -124,6 +126,12 @@ impl Instance {
             self.preempting = None;
             self.master_down_timer = Some(now + self.master_down_interval());
             self.learn_master(src);
+            // The same advert again changes nothing but the timer: kept
+            // as it is rather than cloned for every repeat.
+            self.routine = match was {
+                Some((s, a)) if s == src && a == *adv => Some((s, a)),
+                _ => Some((src, adv.clone())),
+            };
         } else {
             // "Discard the ADVERTISEMENT", and (departure from RFC 5798
             // §6.4.2) preempt after Skew_Time, or when the preempt delay
@@ -135,6 +143,7 @@ impl Instance {
 
     /// RFC 5798 §6.4.3 "If an ADVERTISEMENT is received".
     fn master_receive(&mut self, now: Time, src: IpAddr, adv: &Advert, out: &mut Vec<Action>) {
+        self.routine = None;
         if adv.priority == 0 {
             // "Send an ADVERTISEMENT, Reset the Adver_Timer".
             let p = self.priority;
