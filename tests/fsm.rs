@@ -470,3 +470,43 @@ fn priority_changes_are_clamped_and_used_in_adverts_and_skew() {
     i.handle(t, rx("192.0.2.0", advert(90, 100)));
     assert_eq!(i.state(), State::Backup);
 }
+
+#[test]
+fn routine_is_the_accepted_advert_and_goes_with_any_decision() {
+    let mut i = started(cfg(100));
+    assert_eq!(i.routine(), None, "nothing heard yet");
+    i.handle(ms(10), rx("192.0.2.2", advert(150, 100)));
+    assert_eq!(i.routine(), Some((ip("192.0.2.2"), &advert(150, 100))));
+    // A repeat handed over late, at its arrival time, leaves the timer
+    // where it would have at once.
+    i.handle(ms(1010), rx("192.0.2.2", advert(150, 100)));
+    assert_eq!(i.deadline(), Some(ms(1010) + i.master_down_interval()));
+    assert!(i.routine().is_some());
+    // Another advert decides something: no longer routine.
+    i.handle(ms(1020), rx("192.0.2.2", advert(0, 100)));
+    assert_eq!(i.routine(), None, "priority 0");
+    i.handle(ms(1030), rx("192.0.2.2", advert(150, 100)));
+    assert!(i.routine().is_some());
+    i.handle(ms(1040), rx("192.0.2.3", advert(90, 100)));
+    assert_eq!(i.routine(), None, "a lower master to preempt");
+    i.handle(ms(1050), rx("192.0.2.2", advert(150, 100)));
+    i.handle(ms(1060), Input::Priority(200));
+    assert_eq!(
+        i.routine(),
+        None,
+        "a new priority: the master may now be lower"
+    );
+    i.handle(ms(1070), rx("192.0.2.2", advert(150, 100)));
+    assert_eq!(
+        i.routine(),
+        None,
+        "lower than this node: preempted, not routine"
+    );
+    i.handle(ms(1080), Input::Priority(100));
+    i.handle(ms(1090), rx("192.0.2.2", advert(150, 100)));
+    assert!(i.routine().is_some());
+    let t = i.deadline().unwrap();
+    i.handle(t, Input::Timer);
+    assert_eq!(i.state(), State::Master);
+    assert_eq!(i.routine(), None, "only a BACKUP has routine adverts");
+}
