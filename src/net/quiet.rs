@@ -49,6 +49,12 @@ fn insn(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
 }
 
 impl Pattern {
+    /// Whether a filter can hold it (`compile` covers patterns up to the
+    /// first that it cannot).
+    pub fn encodable(&self) -> bool {
+        self.checks().is_some()
+    }
+
     /// (field offset, load code, value), in the order checked.
     fn checks(&self) -> Option<Vec<(u32, u16, u32)>> {
         if self.msg.is_empty() || !self.msg.len().is_multiple_of(4) {
@@ -80,7 +86,8 @@ pub enum Side {
 }
 
 /// The program for `side`, and how many of `patterns` (from the first)
-/// it covers: those that fit in a program; the others stay with the loop.
+/// it covers: up to the first that is not `encodable` or does not fit in
+/// the program; the others stay with the loop.
 pub fn compile(patterns: &[Pattern], side: Side) -> (Vec<sock_filter>, usize) {
     let (matched, otherwise) = match side {
         Side::Loop => (DROP, ACCEPT),
@@ -89,7 +96,7 @@ pub fn compile(patterns: &[Pattern], side: Side) -> (Vec<sock_filter>, usize) {
     let mut prog = Vec::new();
     let mut covered = 0;
     for p in patterns {
-        let Some(checks) = p.checks() else { continue };
+        let Some(checks) = p.checks() else { break };
         // Each check is a load and a compare; then the pattern's return;
         // the program's own return comes last.
         if prog.len() + 2 * checks.len() + 2 > MAX_INSNS {
@@ -237,6 +244,7 @@ mod tests {
         // A message too long to skip with one jump: never quiet.
         let mut long = pattern([192, 0, 2, 1], 100);
         long.msg = vec![0; 4 * 200];
+        assert!(!long.encodable());
         assert_eq!(compile(&[long], Side::Quiet).1, 0);
     }
 }

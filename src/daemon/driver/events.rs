@@ -60,15 +60,14 @@ impl Daemon {
     }
 
     pub async fn on_packet(&mut self, key: PacketKey, pkt: Inbound) {
-        if let Some(ev) = self.packet_event(key, pkt) {
-            self.feed(ev).await;
-        }
+        let ev = self.packet_event(key, pkt);
+        self.feed(ev).await;
     }
 
     /// The node's event for what came in on the socket `key`.
-    pub(super) fn packet_event(&self, key: PacketKey, pkt: Inbound) -> Option<Event> {
+    pub(super) fn packet_event(&self, key: PacketKey, pkt: Inbound) -> Event {
         let (ifindex, v4) = key;
-        Some(match pkt {
+        match pkt {
             Inbound::Advert {
                 ip,
                 advert,
@@ -87,7 +86,7 @@ impl Daemon {
                 vrid: p.vrid,
                 more,
             },
-        })
+        }
     }
 
     /// Netlink events in order, except that address changes only mark

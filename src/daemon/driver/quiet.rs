@@ -62,15 +62,13 @@ impl Daemon {
             && self.sockets.get(&key).is_some_and(|r| r.quiet.is_some())
     }
 
-    /// After the node took an advert from the loop's socket `key`: if it
-    /// now calls that advert routine, its repeats go to the quiet socket.
+    /// After the node took an advert from the loop's socket `key` (kept
+    /// only where `quiet_wanted`): if it now calls that advert routine,
+    /// its repeats go to the quiet socket.
     pub(super) fn note_routine(&mut self, key: PacketKey, heard: Heard) {
         let (IpAddr::V4(src), IpAddr::V4(dst)) = (heard.src, heard.dst) else {
             return;
         };
-        if self.node.instance_count() > QUIET_MAX_INSTANCES {
-            return;
-        }
         let vrid = heard.advert.vrid;
         let routine = self
             .node
@@ -88,7 +86,8 @@ impl Daemon {
             ttl: heard.ttl,
             msg: heard.msg,
         };
-        if q.patterns.get(&vrid).is_some_and(|(p, ..)| *p == pattern) {
+        // One no filter can hold (a long VIP list) stays with the loop.
+        if !pattern.encodable() || q.patterns.get(&vrid).is_some_and(|(p, ..)| *p == pattern) {
             return;
         }
         q.patterns.insert(vrid, (pattern, heard.src, heard.advert));
@@ -224,9 +223,8 @@ impl Daemon {
                 read += n;
                 for (pkt, arrived) in got {
                     let at = self.arrival(arrived);
-                    if let Some(ev) = self.packet_event(key, pkt) {
-                        self.feed_at(ev, at).await;
-                    }
+                    let ev = self.packet_event(key, pkt);
+                    self.feed_at(ev, at).await;
                 }
                 if n < crate::net::vrrp_socket::BATCH {
                     if let Some(q) = self.sockets.get_mut(&key).and_then(|rx| rx.quiet.as_mut()) {
