@@ -261,6 +261,34 @@ impl Instance {
         }
     }
 
+    /// The routine advert (`routine`) came again at `now`: what
+    /// receiving it would do (restart the Master_Down_Timer, count it),
+    /// without it being decoded and compared again. False, and nothing
+    /// done, when there is no routine advert: the caller hands the
+    /// advert over in full.
+    pub fn repeat(&mut self, now: Time) -> bool {
+        let Some((src, adv)) = &self.routine else {
+            return false;
+        };
+        if self.state != State::Backup {
+            return false;
+        }
+        // As `receive` and `backup_receive` do for this advert; the rest
+        // of what they do leaves a routine advert's state as it is.
+        self.heard = Some(Heard {
+            at: now,
+            src: *src,
+            priority: adv.priority,
+            interval_cs: adv.interval_cs,
+        });
+        self.counters.adverts_received += 1;
+        if !same_addresses(&adv.addrs, &self.cfg.vips) {
+            self.counters.address_mismatch += 1;
+        }
+        self.master_down_timer = Some(now + self.master_down_interval());
+        true
+    }
+
     /// Why the latest input was dropped (its counter's name), once.
     pub fn take_last_drop(&mut self) -> Option<&'static str> {
         self.last_drop.take()
@@ -410,13 +438,19 @@ impl Instance {
     }
 
     /// RFC 5798 §6.4.2 "If the Master_Down_Timer fires" (and §6.4.1 for the
-    /// address owner): advertise, announce, arm the Adver_Timer.
+    /// address owner): announce, advertise, arm the Adver_Timer.
+    ///
+    /// Departure from the RFC's order (advertise, then announce), as
+    /// keepalived does: the gratuitous ARP is what moves the clients'
+    /// traffic, and it goes first, the advert a few microseconds later
+    /// (sending it costs the sender the wire's delivery to every peer,
+    /// on a veth the peer's whole receive path).
     fn become_master(&mut self, now: Time, reason: Reason, out: &mut Vec<Action>) {
         self.master_down_timer = None;
         out.push(Action::AddVips);
+        out.push(Action::Announce);
         let p = self.priority;
         self.send(p, out);
-        out.push(Action::Announce);
         self.adver_timer = Some(now + cs(self.cfg.advert_interval_cs));
         self.learn_master(self.cfg.primary_addr);
         self.transition(now, State::Master, reason, out);
