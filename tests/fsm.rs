@@ -510,3 +510,35 @@ fn routine_is_the_accepted_advert_and_goes_with_any_decision() {
     assert_eq!(i.state(), State::Master);
     assert_eq!(i.routine(), None, "only a BACKUP has routine adverts");
 }
+
+#[test]
+fn a_repeat_is_the_routine_advert_received_again_in_a_few_stores() {
+    // The same instance fed the advert in full and fed its repeats: the
+    // same timer, the same counters, the same later decisions.
+    let (mut full, mut quick) = (started(cfg(100)), started(cfg(100)));
+    assert!(!quick.repeat(ms(5)), "nothing routine yet: hand it over in full");
+    for i in [&mut full, &mut quick] {
+        i.handle(ms(10), rx("192.0.2.2", advert(150, 100)));
+    }
+    for t in [1010, 2010, 2500] {
+        full.handle(ms(t), rx("192.0.2.2", advert(150, 100)));
+        assert!(quick.repeat(ms(t)));
+        assert_eq!(quick.deadline(), Some(ms(t) + quick.master_down_interval()));
+        assert_eq!(quick.deadline(), full.deadline());
+        assert_eq!(quick.counters(), full.counters());
+    }
+    // The master lowers its priority below ours: no longer routine, and
+    // the preemption follows in both.
+    for i in [&mut full, &mut quick] {
+        i.handle(ms(2600), rx("192.0.2.2", advert(90, 100)));
+    }
+    assert!(!quick.repeat(ms(2610)), "not routine any more");
+    assert_eq!(quick.deadline(), full.deadline());
+    let t = quick.deadline().unwrap();
+    for i in [&mut full, &mut quick] {
+        i.handle(t, Input::Timer);
+        assert_eq!(i.state(), State::Master);
+    }
+    assert!(!quick.repeat(t), "a MASTER has no routine adverts");
+    assert_eq!(quick.counters(), full.counters());
+}

@@ -14,10 +14,12 @@
 //! priority 0, another sender, a changed VIP list, a wrong TTL) still
 //! wakes the loop at once.
 
+use super::vrrp_socket::Received;
+use crate::vrrp::packet::IpMeta;
 use libc::sock_filter;
 use socket2::Socket;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
 
 /// One advert whose repeats are routine: as the IPv4 raw socket sees it.
@@ -49,6 +51,28 @@ fn insn(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
 }
 
 impl Pattern {
+    /// Whether a datagram is this advert again, byte for byte (what the
+    /// quiet filter let through for it).
+    pub fn matches(&self, ip: IpMeta, msg: &[u8]) -> bool {
+        ip.src == IpAddr::V4(self.src)
+            && ip.dst == IpAddr::V4(self.dst)
+            && ip.ttl == self.ttl
+            && msg == self.msg.as_slice()
+    }
+
+    /// The datagram as the socket hands it over.
+    pub fn received(&self) -> Received<'_> {
+        Received {
+            ip: IpMeta {
+                src: IpAddr::V4(self.src),
+                dst: IpAddr::V4(self.dst),
+                ttl: self.ttl,
+            },
+            msg: &self.msg,
+            arrived: None,
+        }
+    }
+
     /// Whether a filter can hold it (`compile` covers patterns up to the
     /// first that it cannot).
     pub fn encodable(&self) -> bool {

@@ -66,6 +66,8 @@ pub struct Daemon {
     poller: Poller,
     /// Routine adverts installed in the quiet sockets' filters, in all.
     quiet_patterns: usize,
+    /// What a read of a quiet socket found (kept for its capacity).
+    quiet_items: Vec<quiet::Drained>,
     /// The latest time handed to the node: adverts read late are handed
     /// over at their arrival time, never before it.
     last_now: Duration,
@@ -75,6 +77,9 @@ pub struct Daemon {
     metrics: Option<metrics::Publisher>,
     /// A transition happened: STATUS to be sent after the event.
     status_due: bool,
+    /// Log lines and transitions held until a batch's other commands
+    /// are done (`execute`).
+    reports: Vec<Command>,
     /// Interfaces whose addresses changed and are to be read again.
     addr_pending: std::collections::BTreeSet<u32>,
     addr_read_last: Option<Instant>,
@@ -136,8 +141,10 @@ impl Daemon {
             rx_logs: LogLimit::default(),
             poller,
             quiet_patterns: 0,
+            quiet_items: Vec::new(),
             last_now: Duration::ZERO,
             anycast: None,
+            reports: Vec::new(),
             metrics: None,
             status_due: false,
             addr_pending: std::collections::BTreeSet::new(),

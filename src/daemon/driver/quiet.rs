@@ -27,7 +27,7 @@ pub(super) struct Quiet {
     sock: Option<Arc<VrrpSocket>>,
     /// By VRID: the repeat as it is on the wire, and the advert and
     /// sender the node named routine.
-    patterns: BTreeMap<u8, (Pattern, IpAddr, Advert)>,
+    patterns: BTreeMap<u8, (Arc<Pattern>, IpAddr, Advert)>,
     /// Datagrams may wait in the socket: a pattern was installed since
     /// the last read that found it empty.
     pending: bool,
@@ -43,6 +43,18 @@ impl Quiet {
             pending: false,
         }
     }
+}
+
+/// A datagram read from a quiet socket, before it goes to the node.
+pub(super) enum Drained {
+    /// The routine advert of `vrid` again, as `pattern` has it.
+    Repeat {
+        vrid: u8,
+        arrived: Option<std::time::SystemTime>,
+        pattern: Arc<Pattern>,
+    },
+    /// Anything else (taken before the filters changed).
+    Other(rx::Inbound, Option<std::time::SystemTime>),
 }
 
 /// What `on_readable` keeps of an advert for `note_routine`.
@@ -87,10 +99,11 @@ impl Daemon {
             msg: heard.msg,
         };
         // One no filter can hold (a long VIP list) stays with the loop.
-        if !pattern.encodable() || q.patterns.get(&vrid).is_some_and(|(p, ..)| *p == pattern) {
+        if !pattern.encodable() || q.patterns.get(&vrid).is_some_and(|(p, ..)| **p == pattern) {
             return;
         }
-        q.patterns.insert(vrid, (pattern, heard.src, heard.advert));
+        q.patterns
+            .insert(vrid, (Arc::new(pattern), heard.src, heard.advert));
         self.install(key);
     }
 
@@ -141,7 +154,7 @@ impl Daemon {
             }
         }
         let Some(qsock) = q.sock.clone() else { return };
-        let patterns: Vec<Pattern> = q.patterns.values().map(|(p, ..)| p.clone()).collect();
+        let patterns: Vec<Pattern> = q.patterns.values().map(|(p, ..)| (**p).clone()).collect();
         let (to_loop, covered) = filter::compile(&patterns, Side::Loop);
         let (to_quiet, _) = filter::compile(&patterns[..covered], Side::Quiet);
         let r = rx
@@ -187,31 +200,33 @@ impl Daemon {
     }
 
     /// Reads the quiet sockets and hands each advert to the node at its
-    /// arrival time. False if some were left (`DRAIN_MAX`).
+    /// arrival time: a repeat of the routine advert, byte for byte, as a
+    /// repeat (`Node::repeat`: no decoding, no commands), anything else in
+    /// full. False if some were left (`DRAIN_MAX`).
     pub async fn drain_quiet(&mut self) -> bool {
-        let keys: Vec<PacketKey> = self
-            .sockets
-            .iter()
-            .filter(|(_, rx)| rx.quiet.as_ref().is_some_and(|q| q.pending))
-            .map(|(k, _)| *k)
-            .collect();
         let mut read = 0;
-        for key in keys {
-            loop {
-                let Some(sock) = self
-                    .sockets
-                    .get(&key)
-                    .and_then(|rx| rx.quiet.as_ref())
-                    .and_then(|q| q.sock.clone())
-                else {
-                    break;
-                };
-                let mut got = Vec::new();
+        let mut items = std::mem::take(&mut self.quiet_items);
+        let mut after: Option<PacketKey> = None;
+        while let Some(key) = self.next_pending(after) {
+            after = Some(key);
+            while let Some(q) = self.sockets.get(&key).and_then(|rx| rx.quiet.as_ref()) {
+                let Some(sock) = q.sock.clone() else { break };
                 let (drops, logs) = (&self.rx_dropped, &mut self.rx_logs);
                 let now = self.start.elapsed();
                 let r = sock.read_ready(&mut self.rx_buf, |d| {
                     let arrived = d.as_ref().ok().and_then(|d| d.arrived);
-                    got.extend(rx::admit(d, drops, logs, now).map(|a| (a, arrived)));
+                    if let Ok(d) = &d
+                        && let Some((p, ..)) = d.msg.get(1).and_then(|vrid| q.patterns.get(vrid))
+                        && p.matches(d.ip, d.msg)
+                    {
+                        items.push(Drained::Repeat {
+                            vrid: d.msg[1],
+                            arrived,
+                            pattern: p.clone(),
+                        });
+                    } else if let Some(a) = rx::admit(d, drops, logs, now) {
+                        items.push(Drained::Other(a, arrived));
+                    }
                 });
                 let n = match r {
                     Ok(n) => n,
@@ -221,10 +236,33 @@ impl Daemon {
                     }
                 };
                 read += n;
-                for (pkt, arrived) in got {
-                    let at = self.arrival(arrived);
-                    let ev = self.packet_event(key, pkt);
-                    self.feed_at(ev, at).await;
+                for item in items.drain(..) {
+                    match item {
+                        Drained::Repeat {
+                            vrid,
+                            arrived,
+                            pattern,
+                        } => {
+                            let at = self.arrival(arrived).max(self.last_now);
+                            self.last_now = at;
+                            if !self.node.repeat(at, key.0, key.1, vrid) {
+                                // No longer routine (an advert before it in
+                                // this read changed that): in full.
+                                let d = pattern.received();
+                                if let Some(a) =
+                                    rx::admit(Ok(d), &self.rx_dropped, &mut self.rx_logs, now)
+                                {
+                                    let ev = self.packet_event(key, a);
+                                    self.feed_at(ev, at).await;
+                                }
+                            }
+                        }
+                        Drained::Other(a, arrived) => {
+                            let at = self.arrival(arrived);
+                            let ev = self.packet_event(key, a);
+                            self.feed_at(ev, at).await;
+                        }
+                    }
                 }
                 if n < crate::net::vrrp_socket::BATCH {
                     if let Some(q) = self.sockets.get_mut(&key).and_then(|rx| rx.quiet.as_mut()) {
@@ -233,11 +271,23 @@ impl Daemon {
                     break;
                 }
                 if read >= DRAIN_MAX {
+                    self.quiet_items = items;
                     return false;
                 }
             }
         }
+        self.quiet_items = items;
         true
+    }
+
+    /// The first socket after `after` whose quiet socket may hold adverts.
+    fn next_pending(&self, after: Option<PacketKey>) -> Option<PacketKey> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let from = after.map_or(Unbounded, Excluded);
+        self.sockets
+            .range((from, Unbounded))
+            .find(|(_, rx)| rx.quiet.as_ref().is_some_and(|q| q.pending))
+            .map(|(k, _)| *k)
     }
 
     /// Node time of a datagram the kernel stamped with the wall clock:

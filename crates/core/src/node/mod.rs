@@ -153,6 +153,21 @@ impl Node {
         self.insts[i].core.routine()
     }
 
+    /// The routine advert of (ifindex, v4, vrid) (see `routine`) came
+    /// again at `now`: handled as `handle` would handle it, but in a few
+    /// stores, with no commands to carry out (a BACKUP's quiet socket
+    /// holds dozens of them per wake-up at fast adverts). False when that
+    /// instance has no routine advert any more: hand it over in full.
+    pub fn repeat(&mut self, now: Duration, ifindex: u32, v4: bool, vrid: u8) -> bool {
+        let Some(i) = self.insts.route((ifindex, v4, vrid)) else {
+            return false;
+        };
+        if self.insts[i].core.routine().is_none() {
+            return false;
+        }
+        self.insts[i].core.repeat(now)
+    }
+
     /// When `handle(_, Event::Timer)` is due next.
     pub fn poll_timeout(&self) -> Option<Duration> {
         let anycast = self.anycast.as_ref().and_then(anycast::Policy::deadline);
