@@ -1,14 +1,15 @@
 //! Interfaces and addresses through rtnetlink: look-ups, adding and
 //! removing virtual IPs, and a stream of link/address events.
 
+use super::addr_requests::{AddrChange, AddrRequests, Refused};
 use futures::StreamExt;
 use futures::TryStreamExt;
 use netlink_packet_core::NetlinkPayload;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
-use rtnetlink::{AddressMessageBuilder, Handle, MulticastGroup};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use rtnetlink::{Handle, MulticastGroup};
+use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -43,6 +44,8 @@ pub enum NetEvent {
 #[derive(Clone)]
 pub struct Net {
     handle: Handle,
+    /// VIP changes, made from the loop's thread (`addr_requests`).
+    requests: Arc<std::sync::Mutex<AddrRequests>>,
     /// Held for the length of an address dump: the kernel runs one dump
     /// at a time per socket and refuses another meanwhile (EBUSY), and
     /// VIP removals run concurrently.
@@ -87,8 +90,24 @@ impl Net {
         tokio::spawn(conn);
         Ok(Net {
             handle,
+            requests: Arc::new(std::sync::Mutex::new(AddrRequests::open()?)),
             dump: Arc::default(),
         })
+    }
+
+    /// Adds and removes addresses from the calling thread, within
+    /// `deadline` (`addr_requests`).
+    pub fn change_addrs(
+        &self,
+        changes: &[AddrChange],
+        deadline: std::time::Duration,
+    ) -> Vec<Result<(), Refused>> {
+        match self.requests.lock() {
+            Ok(mut r) => r.run(changes, deadline),
+            // A thread panicked while holding it: the socket may hold
+            // answers to someone else's requests, which `run` skips.
+            Err(poisoned) => poisoned.into_inner().run(changes, deadline),
+        }
     }
 
     /// Subscribes to link and address changes.
@@ -168,32 +187,11 @@ impl Net {
         }
     }
 
-    /// Removes an address; absent already is fine. One request when it
-    /// has the prefix length we gave it; otherwise the interface's
-    /// addresses are read to find it with whatever length it has (a dump
-    /// of every address: too costly for the usual case, a thousand VIPs
-    /// moving at once).
-    pub async fn del_addr(&self, index: u32, addr: IpAddr, prefix: u8) -> Result<(), NetError> {
-        let msg = match addr {
-            IpAddr::V4(a) => AddressMessageBuilder::<Ipv4Addr>::new()
-                .index(index)
-                .address(a, prefix)
-                .build(),
-            IpAddr::V6(a) => AddressMessageBuilder::<Ipv6Addr>::new()
-                .index(index)
-                .address(a, prefix)
-                .build(),
-        };
-        match self.handle.address().del(msg).execute().await {
-            Ok(()) => Ok(()),
-            Err(e) if is_errno(&e, &[libc::EADDRNOTAVAIL, libc::ENOENT]) => {
-                self.del_addr_any_prefix(index, addr).await
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    async fn del_addr_any_prefix(&self, index: u32, addr: IpAddr) -> Result<(), NetError> {
+    /// Removes `addr` with whatever prefix length it has on the
+    /// interface (one removed with ours was not found): the interface's
+    /// addresses are read to find it, a dump too costly for the usual
+    /// case, a thousand VIPs moving at once.
+    pub async fn del_addr_any_prefix(&self, index: u32, addr: IpAddr) -> Result<(), NetError> {
         let dump = self.dump.lock().await;
         let mut s = self
             .handle

@@ -1,16 +1,14 @@
-//! A batch's VIP changes, with their netlink requests in flight together:
-//! a thousand instances changing state cost about one round trip's wait,
-//! not a thousand, so the loop is back at the sockets before adverts pile
-//! up. Which commands may run meanwhile is `commands.rs`'s business.
+//! A batch's VIP changes, with their netlink requests in flight together
+//! (`net::addr_requests`): a thousand instances changing state cost about
+//! one round trip's wait, not a thousand, so the loop is back at the
+//! sockets before adverts pile up. Which commands may run meanwhile is
+//! `commands.rs`'s business.
 
 use crate::config::IpPrefix;
+use crate::net::addr_requests::{AddrChange, Refused};
 use crate::net::netlink::Net;
-use futures::StreamExt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Netlink requests in flight at once: enough to hide the round trips,
-/// few enough that the answers fit the socket's receive buffer.
-const IN_FLIGHT: usize = 64;
 /// The whole batch's deadline; what has not answered by then counts as
 /// failed (an add is then refused like any failed add: no master without
 /// its VIPs).
@@ -45,66 +43,43 @@ impl VipOp {
     }
 }
 
-/// One netlink request: a VIP of the op at `op`.
-#[derive(Clone, Copy)]
-struct Request {
-    op: usize,
-    add: bool,
-    index: u32,
-    vip: IpPrefix,
-}
-
-impl Request {
-    /// Owns what it needs (a handle clone is cheap): a future borrowing
-    /// the batch would not be `Send` for the runtime.
-    async fn run(self, net: Net) -> Result<(), String> {
-        let r = if self.add {
-            net.add_addr(self.index, self.vip.addr, self.vip.len).await
-        } else {
-            net.del_addr(self.index, self.vip.addr, self.vip.len).await
-        };
-        r.map_err(|e| e.to_string())
-    }
-}
-
-/// Runs every op's requests, at most `IN_FLIGHT` at a time and within
-/// `DEADLINE`; per op, the VIPs that failed and why.
+/// Runs every op's changes within `DEADLINE`; per op, the VIPs that
+/// failed and why. The requests go from the loop's thread
+/// (`net::addr_requests`); only a removal the kernel did not find with
+/// our prefix length waits on the runtime, to look for it.
 pub(super) async fn apply(net: &Net, ops: &[VipOp]) -> Vec<Vec<(IpPrefix, String)>> {
-    let mut requests = Vec::new();
+    let until = Instant::now() + DEADLINE;
+    let mut owner = Vec::new();
+    let mut changes = Vec::new();
     for (op, o) in ops.iter().enumerate() {
         let (index, vips) = o.target();
         let add = matches!(o, VipOp::Add { .. });
-        requests.extend(vips.iter().map(|&vip| Request {
-            op,
-            add,
-            index,
-            vip,
-        }));
-    }
-    let mut outcome: Vec<Option<Result<(), String>>> = vec![None; requests.len()];
-    let net = net.clone();
-    let run = async {
-        let mut answers = futures::stream::iter(requests.clone().into_iter().enumerate())
-            .map(move |(r, req)| {
-                let net = net.clone();
-                async move { (r, req.run(net).await) }
-            })
-            .buffer_unordered(IN_FLIGHT);
-        while let Some((r, result)) = answers.next().await {
-            outcome[r] = Some(result);
+        for &vip in vips {
+            owner.push((op, vip));
+            changes.push(AddrChange {
+                add,
+                index,
+                addr: vip.addr,
+                prefix: vip.len,
+            });
         }
-    };
-    // Requests still waiting are dropped with the stream; their outcome
-    // stays None.
-    let _ = tokio::time::timeout(DEADLINE, run).await;
+    }
+    let answers = net.change_addrs(&changes, DEADLINE);
     let mut failed = vec![Vec::new(); ops.len()];
-    for (req, result) in requests.into_iter().zip(outcome) {
-        let error = match result {
-            Some(Ok(())) => continue,
-            Some(Err(e)) => e,
-            None => format!("no answer from netlink within {DEADLINE:?}"),
+    for ((op, vip), (c, answer)) in owner.into_iter().zip(changes.iter().zip(answers)) {
+        let error = match answer {
+            Ok(()) => continue,
+            Err(Refused::Errno(e)) if !c.add && (e == libc::EADDRNOTAVAIL || e == libc::ENOENT) => {
+                let left = until.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(left, net.del_addr_any_prefix(c.index, c.addr)).await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no answer from netlink within {DEADLINE:?}"),
+                }
+            }
+            Err(e) => e.to_string(),
         };
-        failed[req.op].push((req.vip, error));
+        failed[op].push((vip, error));
     }
     failed
 }
