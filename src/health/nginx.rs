@@ -160,17 +160,20 @@ pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>, stats: Stats)
             r = exited(&watch), if watch.is_some() => {
                 let pid = watch.as_ref().map_or(0, |w| w.pid);
                 if r.is_ok() {
-                    watch = None;
-                    client.reset();
                     // The exit is a failed result too (before the verdict
                     // goes out, so metrics never show a run of passes
                     // next to a FAULT it caused).
                     stats.record(NAME, false, None);
-                    why_not = format!("master process {pid} exited");
                     let hold = plan.hold();
                     if plan.process_exited(since(start)).is_some() {
                         send(false, format!("nginx master process {pid} exited"));
                     }
+                    // Only after the verdict is on its way: closing the
+                    // pidfd and the kept-alive connection is two more
+                    // system calls a takeover need not wait for.
+                    watch = None;
+                    client.reset();
+                    why_not = format!("master process {pid} exited");
                     if plan.hold() > hold {
                         log::warn!(
                             "nginx exited soon after turning healthy: the next nginx must stay \

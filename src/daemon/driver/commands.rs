@@ -29,7 +29,26 @@ impl Daemon {
     /// commands keep their order (an advert only after its VIPs are on),
     /// and commands that are no instance's wait for every VIP change
     /// before them.
+    ///
+    /// Log lines and transitions' records (state files, hooks) wait until
+    /// the rest is done: a takeover's GARP or a resigning master's
+    /// priority-0 advert does not queue behind a write to the journal.
+    /// Among themselves they keep their order.
     pub(super) async fn execute(
+        &mut self,
+        cmds: Vec<Command>,
+        fatal_io: bool,
+    ) -> Result<(), DaemonError> {
+        let r = self.execute_wire(cmds, fatal_io).await;
+        let mut reports = std::mem::take(&mut self.reports);
+        for c in reports.drain(..) {
+            self.report(c);
+        }
+        self.reports = reports;
+        r
+    }
+
+    async fn execute_wire(
         &mut self,
         cmds: Vec<Command>,
         fatal_io: bool,
@@ -211,6 +230,14 @@ impl Daemon {
                     }
                 }
             }
+            c @ (Command::Transition { .. } | Command::Log { .. }) => self.reports.push(c),
+        }
+        Ok(None)
+    }
+
+    /// A log line or a transition's record (see `execute`).
+    fn report(&mut self, c: Command) {
+        match c {
             Command::Transition {
                 instance,
                 from,
@@ -230,8 +257,8 @@ impl Daemon {
                 (Level::Error, Some(i)) => error!(instance = i.as_str(); "{message}"),
                 (Level::Error, None) => error!("{message}"),
             },
+            _ => {}
         }
-        Ok(None)
     }
 
     fn transition(&mut self, instance: &str, from: State, to: State, reason: &str, prio: u8) {
