@@ -1,14 +1,14 @@
 //! Raw IP-protocol-112 sockets, one per (interface, family), shared by the
 //! instances on that interface. The source address of each advert is set
-//! per packet with IP_PKTINFO / IPV6_PKTINFO rather than by bind(): a raw
-//! socket bound to an address would only receive packets sent to it, and
-//! would miss the multicast group.
+//! per packet (in the IPv4 header we write, in IPV6_PKTINFO: `vrrp_send`)
+//! rather than by bind(): a raw socket bound to an address would only
+//! receive packets sent to it, and would miss the multicast group.
 
 use crate::vrrp::packet::{IP_PROTO_VRRP, IpMeta, MCAST_V4, MCAST_V6, VRRP_TTL};
 use nix::sys::socket::{MsgFlags, setsockopt, sockopt};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 use tokio::io::Interest;
@@ -18,6 +18,8 @@ pub struct VrrpSocket {
     fd: Socket,
     ifindex: u32,
     v4: bool,
+    /// The IPv4 identification of the next advert (`vrrp_send`).
+    ident: std::sync::atomic::AtomicU16,
 }
 
 /// Room for a burst of adverts (and of junk) while the loop is busy: at
@@ -72,6 +74,8 @@ impl VrrpSocket {
             s.set_multicast_ttl_v4(u32::from(VRRP_TTL))?;
             s.set_ttl_v4(u32::from(VRRP_TTL))?;
             s.set_multicast_loop_v4(false)?;
+            // Adverts go out with the header we write (`vrrp_send`).
+            s.set_header_included_v4(true)?;
             s.join_multicast_v4_n(&MCAST_V4, &socket2::InterfaceIndexOrAddress::Index(ifindex))?;
             // No IP_PKTINFO on receive: an IPv4 raw socket hands over the
             // IP header, which has both addresses; a control message per
@@ -102,7 +106,12 @@ impl VrrpSocket {
         // Not registered with tokio: the event loop's own epoll watches
         // it (`daemon::poller`), for datagrams only: sends go straight to
         // sendmsg.
-        Ok(VrrpSocket { fd: s, ifindex, v4 })
+        Ok(VrrpSocket {
+            fd: s,
+            ifindex,
+            v4,
+            ident: std::sync::atomic::AtomicU16::new(1),
+        })
     }
 
     pub fn ifindex(&self) -> u32 {
@@ -176,7 +185,15 @@ impl VrrpSocket {
     /// Sends one VRRP message from `src` to `dst` out of this interface.
     pub fn send(&self, msg: &[u8], src: IpAddr, dst: IpAddr) -> io::Result<()> {
         let fd = self.fd.as_raw_fd();
-        send_one(fd, self.ifindex, msg, src, dst)
+        match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let id = self
+                    .ident
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                super::vrrp_send::send_v4(fd, msg, s, d, id)
+            }
+            _ => super::vrrp_send::send_pktinfo(fd, self.ifindex, msg, src, dst),
+        }
     }
 }
 
@@ -459,87 +476,6 @@ pub fn parse_ipv4(buf: &[u8]) -> Result<Received<'_>, &'static str> {
         msg: &buf[ihl..],
         arrived: None,
     })
-}
-
-#[allow(unsafe_code)] // sendmsg(2) by hand: see the SAFETY comments.
-fn send_one(fd: RawFd, ifindex: u32, msg: &[u8], src: IpAddr, dst: IpAddr) -> io::Result<()> {
-    // Not nix's sendmsg: it allocates the control buffer on every call,
-    // and a master at 10 ms adverts sends a hundred a second. Room for
-    // either pktinfo, aligned as a cmsghdr must be.
-    #[repr(C, align(8))]
-    struct Control([u8; 64]);
-    let mut control = Control([0; 64]);
-    let dst = socket2::SockAddr::from(SocketAddr::new(dst, 0));
-    let (level, kind, data_len) = match src {
-        IpAddr::V4(_) => (
-            libc::IPPROTO_IP,
-            libc::IP_PKTINFO,
-            std::mem::size_of::<libc::in_pktinfo>(),
-        ),
-        IpAddr::V6(_) => (
-            libc::IPPROTO_IPV6,
-            libc::IPV6_PKTINFO,
-            std::mem::size_of::<libc::in6_pktinfo>(),
-        ),
-    };
-    let data_len = u32::try_from(data_len).map_err(io::Error::other)?;
-    let mut iov = libc::iovec {
-        iov_base: msg.as_ptr().cast_mut().cast(),
-        iov_len: msg.len(),
-    };
-    // SAFETY: all-zero is a valid msghdr (null pointers, zero lengths).
-    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
-    hdr.msg_name = dst.as_ptr().cast_mut().cast();
-    hdr.msg_namelen = dst.len();
-    hdr.msg_iov = &mut iov;
-    hdr.msg_iovlen = 1;
-    hdr.msg_control = control.0.as_mut_ptr().cast();
-    // SAFETY: CMSG_SPACE only computes a length.
-    hdr.msg_controllen = unsafe { libc::CMSG_SPACE(data_len) } as _;
-    if hdr.msg_controllen as usize > control.0.len() {
-        return Err(io::Error::other("control message buffer too small"));
-    }
-    // SAFETY: msg_control points to `control`, aligned for a cmsghdr and
-    // at least CMSG_SPACE(data_len) long (checked above), so the first
-    // header and its data lie within it; the data is written unaligned.
-    unsafe {
-        let c = libc::CMSG_FIRSTHDR(&hdr);
-        if c.is_null() {
-            return Err(io::Error::other("no room for the control message"));
-        }
-        (*c).cmsg_level = level;
-        (*c).cmsg_type = kind;
-        (*c).cmsg_len = libc::CMSG_LEN(data_len) as _;
-        let data = libc::CMSG_DATA(c);
-        match src {
-            IpAddr::V4(s) => std::ptr::write_unaligned(
-                data.cast::<libc::in_pktinfo>(),
-                libc::in_pktinfo {
-                    ipi_ifindex: i32::try_from(ifindex).unwrap_or(0),
-                    ipi_spec_dst: libc::in_addr {
-                        s_addr: u32::from(s).to_be(),
-                    },
-                    ipi_addr: libc::in_addr { s_addr: 0 },
-                },
-            ),
-            IpAddr::V6(s) => std::ptr::write_unaligned(
-                data.cast::<libc::in6_pktinfo>(),
-                libc::in6_pktinfo {
-                    ipi6_addr: libc::in6_addr {
-                        s6_addr: s.octets(),
-                    },
-                    ipi6_ifindex: ifindex,
-                },
-            ),
-        }
-    }
-    // SAFETY: every pointer in `hdr` is valid for the call: `iov` and
-    // `msg`, `dst` and `control` outlive it.
-    let r = unsafe { libc::sendmsg(fd, &hdr, 0) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]
