@@ -516,7 +516,10 @@ fn a_repeat_is_the_routine_advert_received_again_in_a_few_stores() {
     // The same instance fed the advert in full and fed its repeats: the
     // same timer, the same counters, the same later decisions.
     let (mut full, mut quick) = (started(cfg(100)), started(cfg(100)));
-    assert!(!quick.repeat(ms(5)), "nothing routine yet: hand it over in full");
+    assert!(
+        !quick.repeat(ms(5)),
+        "nothing routine yet: hand it over in full"
+    );
     for i in [&mut full, &mut quick] {
         i.handle(ms(10), rx("192.0.2.2", advert(150, 100)));
     }

@@ -260,13 +260,20 @@ fn turn(rt: &Runtime, poller: &Poller, d: &mut Daemon, cold: &mut Cold) -> Resul
         // A BACKUP's routine adverts first, at their arrival times: they
         // come before anything that happens now, and restart the timers
         // that may be due.
-        drained = !d.quiet_pending() || complete(rt, d.drain_quiet());
+        let quiet = d.quiet_pending();
+        drained = !quiet || complete(rt, d.drain_quiet());
+        // The repeats just read may have moved the deadline on: a
+        // BACKUP woken for its Master_Down_Timer usually finds it was.
+        let node_due = if quiet { d.next_wake() } else { node_due };
         for &token in &ready.sockets {
             complete(rt, d.on_readable(driver::key_of(token)));
         }
         let now = Instant::now();
-        if drained && node_due.is_some_and(|t| t <= now) {
-            complete(rt, d.on_timers());
+        if drained
+            && node_due.is_some_and(|t| t <= now)
+            && let Some(cmds) = d.on_timers(now)
+        {
+            complete(rt, d.carry_out(cmds));
         }
         if addr_due.is_some_and(|t| t <= now) {
             complete(rt, d.read_pending_addresses());

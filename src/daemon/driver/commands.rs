@@ -179,20 +179,7 @@ impl Daemon {
                 }
                 Err(e) => warn!("reading the addresses of interface {index}: {e}"),
             },
-            Command::Send {
-                instance,
-                index,
-                v4,
-                src,
-                dst,
-                bytes,
-            } => {
-                if let Some(Rx { sock, .. }) = self.sockets.get(&(index, v4))
-                    && let Err(e) = sock.send(&bytes, src, dst)
-                {
-                    warn!("instance {instance}: sending advert to {dst}: {e}");
-                }
-            }
+            c @ Command::Send { .. } => self.send_advert(&c),
             Command::AddVips {
                 instance,
                 index,
@@ -233,6 +220,23 @@ impl Daemon {
             c @ (Command::Transition { .. } | Command::Log { .. }) => self.reports.push(c),
         }
         Ok(None)
+    }
+
+    /// A `Command::Send`: the advert out of its interface's socket.
+    pub(super) fn send_advert(&self, c: &Command) {
+        if let Command::Send {
+            instance,
+            index,
+            v4,
+            src,
+            dst,
+            bytes,
+        } = c
+            && let Some(Rx { sock, .. }) = self.sockets.get(&(*index, *v4))
+            && let Err(e) = sock.send(bytes, *src, *dst)
+        {
+            warn!("instance {instance}: sending advert to {dst}: {e}");
+        }
     }
 
     /// A log line or a transition's record (see `execute`).

@@ -266,8 +266,36 @@ impl Daemon {
             .map(|d| self.start + d)
     }
 
-    pub async fn on_timers(&mut self) {
-        self.feed(Event::Timer).await;
+    /// The node's timers, handled without the runtime when all they do
+    /// is send adverts (a master's every advert interval); otherwise the
+    /// commands left to carry out with `carry_out`.
+    ///
+    /// `now`: the loop's clock reading of this turn.
+    pub fn on_timers(&mut self, now: Instant) -> Option<Vec<Command>> {
+        self.last_now = now.saturating_duration_since(self.start).max(self.last_now);
+        let cmds = self.node.handle(self.last_now, Event::Timer);
+        if !cmds.iter().all(|c| matches!(c, Command::Send { .. })) {
+            return Some(cmds);
+        }
+        for c in &cmds {
+            self.send_advert(c);
+        }
+        // Adverts sent change no state: nothing routine to forget, no
+        // status to report.
+        self.node.recycle(cmds);
+        None
+    }
+
+    /// What `feed_at` does after the node handled the event.
+    pub async fn carry_out(&mut self, cmds: Vec<Command>) {
+        // Only start-up treats an unopenable socket as fatal.
+        let _ = self.execute(cmds, false).await;
+        if self.quiet_patterns > 0 {
+            self.forget_stale_routine();
+        }
+        if std::mem::take(&mut self.status_due) {
+            self.report_status();
+        }
     }
 
     /// One event through the node, and its commands carried out.
@@ -281,14 +309,7 @@ impl Daemon {
     async fn feed_at(&mut self, ev: Event, at: Duration) {
         self.last_now = at.max(self.last_now);
         let cmds = self.node.handle(self.last_now, ev);
-        // Only start-up treats an unopenable socket as fatal.
-        let _ = self.execute(cmds, false).await;
-        if self.quiet_patterns > 0 {
-            self.forget_stale_routine();
-        }
-        if std::mem::take(&mut self.status_due) {
-            self.report_status();
-        }
+        self.carry_out(cmds).await;
     }
 
     /// Opens the VRRP socket (and the AH socket's reader) and the announcer an
