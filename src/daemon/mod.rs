@@ -91,6 +91,12 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
     let _in_runtime = rt.enter();
     let poller = Poller::new().map_err(io_err("epoll"))?;
     let mut started = rt.block_on(start(opts.clone(), decl, lock, poller.clone()))?;
+    // The loop's timeouts to the nanosecond: an epoll timeout may end up
+    // to the thread's timer slack (50 µs by default) late, and a
+    // takeover's Skew_Time is one (keepalived's timerfds have no slack).
+    if let Err(e) = nix::sys::prctl::set_timerslack(1) {
+        log::warn!("setting the loop's timer slack: {e}");
+    }
     let turned = turn(&rt, &poller, &mut started.d, &mut started.cold);
     let Started {
         mut d,

@@ -31,7 +31,7 @@ const RCVBUF: usize = 4 << 20;
 pub struct Received<'a> {
     pub ip: IpMeta,
     pub msg: &'a [u8],
-    /// When the kernel received it (quiet sockets only: SO_TIMESTAMPNS).
+    /// When the kernel received it (SO_TIMESTAMPNS).
     pub arrived: Option<std::time::SystemTime>,
 }
 
@@ -43,15 +43,13 @@ impl VrrpSocket {
     }
 
     /// An IPv4 socket beside the loop's for the adverts a BACKUP may read
-    /// late (`net::quiet`): it receives nothing until given a filter, is
-    /// never watched, and stamps each datagram with its arrival time.
+    /// late (`net::quiet`): it receives nothing until given a filter and
+    /// is never watched.
     pub fn open_quiet(ifname: &str, ifindex: u32) -> io::Result<VrrpSocket> {
         Self::open_with(ifname, ifindex, true, |s| {
             // Before the socket can receive anything: whatever it held
             // would also have gone to the loop's socket.
-            super::quiet::set_filter(s, &super::quiet::drop_all())?;
-            setsockopt(s, sockopt::ReceiveTimestampns, &true)?;
-            Ok(())
+            super::quiet::set_filter(s, &super::quiet::drop_all())
         })
     }
 
@@ -68,6 +66,11 @@ impl VrrpSocket {
             Some(Protocol::from(i32::from(IP_PROTO_VRRP))),
         )?;
         first(&s)?;
+        // Each datagram stamped with its arrival: a quiet socket's are
+        // read late, and the loop's starts a timer (Skew_Time after a
+        // priority 0) from when the advert came, not from when the loop
+        // got to it.
+        setsockopt(&s, sockopt::ReceiveTimestampns, &true)?;
         s.set_nonblocking(true)?;
         s.bind_device(Some(ifname.as_bytes()))?;
         if v4 {

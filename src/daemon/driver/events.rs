@@ -23,6 +23,7 @@ impl Daemon {
                 (Ok(d), true) => Some((d.ip, d.msg.to_vec())),
                 _ => None,
             };
+            let arrived = got.as_ref().ok().and_then(|d| d.arrived);
             let Some(a) = rx::admit(got, drops, logs, now) else {
                 return;
             };
@@ -38,7 +39,7 @@ impl Daemon {
                     },
                 ));
             }
-            adverts.push(a);
+            adverts.push((a, arrived));
         });
         if let Err(e) = r
             && let Some(n) = self.rx_logs.allow(&format!("rx {}", key.0), now)
@@ -50,8 +51,10 @@ impl Daemon {
             );
         }
         let mut heard = heard.into_iter().peekable();
-        for (i, pkt) in adverts.drain(..).enumerate() {
-            self.on_packet(key, pkt).await;
+        for (i, (pkt, arrived)) in adverts.drain(..).enumerate() {
+            let at = self.arrival(arrived);
+            let ev = self.packet_event(key, pkt);
+            self.feed_at(ev, at).await;
             if let Some((_, h)) = heard.next_if(|(at, _)| *at == i) {
                 self.note_routine(key, h);
             }

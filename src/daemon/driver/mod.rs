@@ -58,8 +58,9 @@ pub struct Daemon {
     overflow: Arc<AtomicU64>,
     /// The loop reads the VRRP sockets itself, into these buffers.
     rx_buf: RecvBatch,
-    /// The adverts of the batch being read, before they go to the node.
-    rx_adverts: Vec<Inbound>,
+    /// The adverts of the batch being read, with their arrival times,
+    /// before they go to the node.
+    rx_adverts: Vec<(Inbound, Option<std::time::SystemTime>)>,
     /// Log lines about wrong TTLs (per sender) and read errors.
     rx_logs: LogLimit,
     /// The loop's epoll, which watches the VRRP sockets.

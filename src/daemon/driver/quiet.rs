@@ -293,7 +293,7 @@ impl Daemon {
     /// Node time of a datagram the kernel stamped with the wall clock:
     /// how long ago it came, back from now. Unstamped, or stamped in the
     /// future (the wall clock stepped back): now.
-    fn arrival(&self, arrived: Option<std::time::SystemTime>) -> Duration {
+    pub(super) fn arrival(&self, arrived: Option<std::time::SystemTime>) -> Duration {
         let now = self.now();
         let ago = arrived
             .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
