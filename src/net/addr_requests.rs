@@ -95,7 +95,8 @@ impl AddrRequests {
     /// Carries out `changes`, `IN_FLIGHT` at a time; for each, the
     /// kernel's answer. An address already there counts as added; one to
     /// remove that is not there with that prefix length is the kernel's
-    /// EADDRNOTAVAIL, for the caller to look for (`Net::del_addr`).
+    /// EADDRNOTAVAIL, for the caller to look for
+    /// (`Net::del_addr_any_prefix`).
     pub fn run(&mut self, changes: &[AddrChange], deadline: Duration) -> Vec<Result<(), Refused>> {
         let until = Instant::now() + deadline;
         let mut out = vec![Err(Refused::NoAnswer); changes.len()];
@@ -127,8 +128,9 @@ impl AddrRequests {
         msg.header.index = c.index;
         let (payload, flags) = if c.add {
             if c.addr.is_ipv6() {
-                // As `Net::add_addr`: the VRRP election keeps a VIP
-                // unique; DAD would hold it unusable after a failover.
+                // The VRRP election keeps a VIP unique; duplicate
+                // address detection would hold it unusable for a second
+                // after a failover.
                 msg.attributes
                     .push(AddressAttribute::Flags(AddressFlags::Nodad));
             }

@@ -6,7 +6,7 @@ use futures::StreamExt;
 use futures::TryStreamExt;
 use netlink_packet_core::NetlinkPayload;
 use netlink_packet_route::RouteNetlinkMessage;
-use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::{Handle, MulticastGroup};
 use std::net::IpAddr;
@@ -40,6 +40,9 @@ pub enum NetEvent {
     /// what we know of links and addresses may be stale: look again.
     Resync,
 }
+
+/// How long `add_addr` waits for the kernel's answer.
+const ADD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct Net {
@@ -170,20 +173,21 @@ impl Net {
         Ok(out)
     }
 
-    /// Adds an address; present already is fine. IPv6 VIPs skip duplicate
-    /// address detection: the VRRP election is what keeps them unique, and
-    /// DAD would hold the address unusable for a second after failover.
+    /// Adds an address; present already is fine (`addr_requests`, which
+    /// also makes IPv6 ones skip duplicate address detection).
     pub async fn add_addr(&self, index: u32, addr: IpAddr, prefix: u8) -> Result<(), NetError> {
-        let mut req = self.handle.address().add(index, addr, prefix);
-        if addr.is_ipv6() {
-            req.message_mut()
-                .attributes
-                .push(AddressAttribute::Flags(AddressFlags::Nodad));
-        }
-        match req.execute().await {
-            Ok(()) => Ok(()),
-            Err(e) if is_errno(&e, &[libc::EEXIST]) => Ok(()),
-            Err(e) => Err(e.into()),
+        let change = AddrChange {
+            add: true,
+            index,
+            addr,
+            prefix,
+        };
+        match self.change_addrs(&[change], ADD_DEADLINE).pop() {
+            Some(Ok(())) => Ok(()),
+            Some(Err(Refused::Errno(e))) => Err(std::io::Error::from_raw_os_error(e).into()),
+            Some(Err(Refused::NoAnswer)) | None => {
+                Err(std::io::Error::other(Refused::NoAnswer.to_string()).into())
+            }
         }
     }
 
