@@ -70,21 +70,26 @@ fn backups_timers_are_exact_and_masters_adverts_wait_for_the_slot_end() {
         "a backup's timer inside the slot must not wait for the slot end"
     );
     // At b's timer a's advert is due too (one wake-up for both); b
-    // becomes master. Now both deadlines are adverts: a's at 521.875 ms
-    // waits for the slot end.
+    // becomes master. a's next advert, at 521.875 ms, falls with the
+    // first repeat of its gratuitous ARPs (200 ms after it became master):
+    // not an advert, so kept exact, and the advert goes with it.
     n.handle(us(421_992), Event::Timer);
     assert_eq!(n.poll_timeout(), Some(us(521_875)));
-    assert_eq!(n.poll_timeout_coalesced(SLOT), Some(us(522_000)));
-    // At the slot end a's advert goes out 125 µs late, and its next one is
-    // still due at 621.875 ms (no drift).
-    n.handle(us(522_000), Event::Timer);
+    assert_eq!(n.poll_timeout_coalesced(SLOT), Some(us(521_875)));
+    // Then only b's advert, at 551.992 ms: it waits for the slot end.
+    n.handle(us(521_875), Event::Timer);
     assert_eq!(n.poll_timeout(), Some(us(551_992)));
     assert_eq!(n.poll_timeout_coalesced(SLOT), Some(us(552_000)));
-    // b's repeated gratuitous ARPs (200 ms after it became master) are
-    // not adverts: kept exact as well, and a's advert goes with them.
+    // At the slot end b's advert goes out 8 µs late, and its next one is
+    // still due at 681.992 ms (no drift). Before it: a's advert at
+    // 621.875 ms, in the slot of b's ARP repeat (621.992 ms), which is
+    // kept exact.
     n.handle(us(552_000), Event::Timer);
     assert_eq!(n.poll_timeout(), Some(us(621_875)));
     assert_eq!(n.poll_timeout_coalesced(SLOT), Some(us(621_992)));
+    n.handle(us(621_992), Event::Timer);
+    assert_eq!(n.poll_timeout(), Some(us(681_992)));
+    assert_eq!(n.poll_timeout_coalesced(SLOT), Some(us(682_000)));
     // A zero slot is the exact deadline.
-    assert_eq!(n.poll_timeout_coalesced(Duration::ZERO), Some(us(621_875)));
+    assert_eq!(n.poll_timeout_coalesced(Duration::ZERO), Some(us(681_992)));
 }

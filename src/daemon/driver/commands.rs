@@ -6,6 +6,7 @@
 use super::vips::{self, VipOp};
 use super::*;
 use crate::config::IpPrefix;
+use crate::node::Frame;
 use crate::node::event::Level;
 use std::collections::{BTreeSet, VecDeque};
 
@@ -232,10 +233,18 @@ impl Daemon {
             dst,
             bytes,
         } = c
-            && let Some(Rx { sock, .. }) = self.sockets.get(&(*index, *v4))
-            && let Err(e) = sock.send(bytes, *src, *dst)
         {
-            warn!("instance {instance}: sending advert to {dst}: {e}");
+            send_frame(
+                &self.sockets,
+                &Frame {
+                    instance,
+                    index: *index,
+                    v4: *v4,
+                    src: *src,
+                    dst: *dst,
+                    bytes,
+                },
+            );
         }
     }
 
@@ -292,5 +301,14 @@ impl Daemon {
             timeout: n.timeout.as_duration(),
         });
         self.status_due = true;
+    }
+}
+
+/// One advert out of its interface's socket.
+pub(super) fn send_frame(sockets: &BTreeMap<PacketKey, Rx>, f: &Frame<'_>) {
+    if let Some(Rx { sock, .. }) = sockets.get(&(f.index, f.v4))
+        && let Err(e) = sock.send(f.bytes, f.src, f.dst)
+    {
+        warn!("instance {}: sending advert to {}: {e}", f.instance, f.dst);
     }
 }

@@ -10,6 +10,8 @@ mod operate;
 mod quiet;
 mod vips;
 
+use commands::send_frame;
+
 use super::control::{self, Request, Status};
 use super::hooks::{Hooks, Job};
 use super::poller::Poller;
@@ -274,6 +276,14 @@ impl Daemon {
     /// `now`: the loop's clock reading of this turn.
     pub fn on_timers(&mut self, now: Instant) -> Option<Vec<Command>> {
         self.last_now = now.saturating_duration_since(self.start).max(self.last_now);
+        // The masters' adverts first: lent out of the node (`Node::
+        // fire_adverts`), they need none of the rest.
+        let sockets = &self.sockets;
+        self.node
+            .fire_adverts(self.last_now, |f| send_frame(sockets, &f));
+        if !self.node.timer_due(self.last_now) {
+            return None;
+        }
         let cmds = self.node.handle(self.last_now, Event::Timer);
         if !cmds.iter().all(|c| matches!(c, Command::Send { .. })) {
             return Some(cmds);

@@ -40,13 +40,13 @@ pub struct Member {
 }
 
 pub struct BuiltAdverts {
-    priority: u8,
-    src: IpAddr,
+    pub(super) priority: u8,
+    pub(super) src: IpAddr,
     /// Shared with every `Send` (as are the bytes): a command per advert
     /// then costs no allocation.
-    name: Arc<str>,
+    pub(super) name: Arc<str>,
     /// Destination and wire bytes, one per peer (or the multicast group).
-    frames: Vec<(IpAddr, Arc<[u8]>)>,
+    pub(super) frames: Vec<(IpAddr, Arc<[u8]>)>,
 }
 
 impl Member {

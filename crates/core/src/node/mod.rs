@@ -15,6 +15,7 @@ pub mod checks;
 pub mod event;
 pub mod faults;
 pub mod hook_queue;
+mod lent;
 mod links;
 pub mod log_limit;
 mod member;
@@ -53,7 +54,11 @@ pub struct Node {
     /// The members due in `on_timers`, kept for its capacity.
     due: Vec<usize>,
     anycast: Option<anycast::Policy>,
+    /// Masters' advert timers lent out between events (`lent`).
+    lent: Vec<lent::Lent>,
 }
+
+pub use lent::{Frame, LEND_MAX_INSTANCES};
 
 /// Everything `status` reports that the node decides.
 pub struct Report {
@@ -78,10 +83,12 @@ impl Node {
             out: Vec::new(),
             due: Vec::new(),
             anycast: None,
+            lent: Vec::new(),
         }
     }
 
     pub fn handle(&mut self, now: Duration, ev: Event) -> Vec<Command> {
+        self.take_back();
         self.insts.settle();
         match ev {
             Event::Add { plan, on_link } => self.add(now, *plan, on_link),
@@ -128,8 +135,9 @@ impl Node {
                 }
             }
         }
-        self.insts.settle();
         self.follow_anycast(now);
+        self.lend();
+        self.insts.settle();
         std::mem::take(&mut self.out)
     }
 
@@ -171,7 +179,12 @@ impl Node {
     /// When `handle(_, Event::Timer)` is due next.
     pub fn poll_timeout(&self) -> Option<Duration> {
         let anycast = self.anycast.as_ref().and_then(anycast::Policy::deadline);
-        self.insts.next_deadline().into_iter().chain(anycast).min()
+        self.insts
+            .next_deadline()
+            .into_iter()
+            .chain(anycast)
+            .chain(self.lent_deadline())
+            .min()
     }
 
     /// When to wake next, with adverts coalesced: the next deadline, or

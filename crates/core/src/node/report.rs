@@ -34,7 +34,8 @@ impl Node {
         let instances = self
             .insts
             .iter()
-            .map(|m| {
+            .enumerate()
+            .map(|(i, m)| {
                 let c = m.core.counters();
                 InstanceStatus {
                     name: m.plan.name.clone(),
@@ -53,7 +54,9 @@ impl Node {
                     }),
                     faults: m.faults.reasons(),
                     counters: Counters {
-                        adverts_sent: c.adverts_sent,
+                        // Those sent through a lent timer are counted
+                        // when it comes back.
+                        adverts_sent: c.adverts_sent + self.lent_fired(i),
                         adverts_received: c.adverts_received,
                         priority_zero_sent: c.priority_zero_sent,
                         priority_zero_received: c.priority_zero_received,
