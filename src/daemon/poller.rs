@@ -64,12 +64,24 @@ impl Wake for ColdWaker {
 }
 
 /// What one wait found.
-#[derive(Default)]
 pub struct Ready {
     /// The tokens of the sockets with datagrams queued.
     pub sockets: Vec<u64>,
     /// One of the other sources woke.
     pub cold: bool,
+    /// The kernel's list, kept: zeroing a fresh one for each wait showed
+    /// in the profile of a master at 10 ms adverts.
+    events: [EpollEvent; EVENTS],
+}
+
+impl Default for Ready {
+    fn default() -> Ready {
+        Ready {
+            sockets: Vec::new(),
+            cold: false,
+            events: [EpollEvent::empty(); EVENTS],
+        }
+    }
 }
 
 impl Poller {
@@ -130,13 +142,12 @@ impl Poller {
     pub fn wait(&self, timeout: Option<Duration>, ready: &mut Ready) -> io::Result<()> {
         ready.sockets.clear();
         ready.cold = false;
-        let mut events = [EpollEvent::empty(); EVENTS];
-        let n = match self.wait_raw(timeout, &mut events) {
+        let n = match self.wait_raw(timeout, &mut ready.events) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
             Err(e) => return Err(e),
         };
-        for ev in &events[..n] {
+        for ev in &ready.events[..n.min(EVENTS)] {
             match ev.data() {
                 COLD => ready.cold = true,
                 token => ready.sockets.push(token),

@@ -51,8 +51,9 @@ impl Daemon {
             );
         }
         let mut heard = heard.into_iter().peekable();
+        let clocks = self.clocks();
         for (i, (pkt, arrived)) in adverts.drain(..).enumerate() {
-            let at = self.arrival(arrived);
+            let at = clocks.arrival(arrived);
             let ev = self.packet_event(key, pkt);
             self.feed_at(ev, at).await;
             if let Some((_, h)) = heard.next_if(|(at, _)| *at == i) {

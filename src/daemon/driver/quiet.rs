@@ -235,6 +235,7 @@ impl Daemon {
                         0
                     }
                 };
+                let clocks = self.clocks();
                 read += n;
                 for item in items.drain(..) {
                     match item {
@@ -243,7 +244,7 @@ impl Daemon {
                             arrived,
                             pattern,
                         } => {
-                            let at = self.arrival(arrived).max(self.last_now);
+                            let at = clocks.arrival(arrived).max(self.last_now);
                             self.last_now = at;
                             if !self.node.repeat(at, key.0, key.1, vrid) {
                                 // No longer routine (an advert before it in
@@ -258,7 +259,7 @@ impl Daemon {
                             }
                         }
                         Drained::Other(a, arrived) => {
-                            let at = self.arrival(arrived);
+                            let at = clocks.arrival(arrived);
                             let ev = self.packet_event(key, a);
                             self.feed_at(ev, at).await;
                         }
@@ -290,14 +291,32 @@ impl Daemon {
             .map(|(k, _)| *k)
     }
 
+    /// Both clocks read once for a batch of datagrams (`Clocks::arrival`).
+    pub(super) fn clocks(&self) -> Clocks {
+        Clocks {
+            node: self.now(),
+            wall: std::time::SystemTime::now(),
+        }
+    }
+}
+
+/// Node time and wall-clock time read together: a batch's datagrams are
+/// placed on the node's clock from one reading of each, not two clock
+/// reads per datagram.
+#[derive(Clone, Copy)]
+pub(super) struct Clocks {
+    node: Duration,
+    wall: std::time::SystemTime,
+}
+
+impl Clocks {
     /// Node time of a datagram the kernel stamped with the wall clock:
-    /// how long ago it came, back from now. Unstamped, or stamped in the
-    /// future (the wall clock stepped back): now.
+    /// how long before the reading it came. Unstamped, or stamped after
+    /// the reading (the wall clock stepped back): the reading.
     pub(super) fn arrival(&self, arrived: Option<std::time::SystemTime>) -> Duration {
-        let now = self.now();
         let ago = arrived
-            .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+            .and_then(|t| self.wall.duration_since(t).ok())
             .unwrap_or_default();
-        now.saturating_sub(ago)
+        self.node.saturating_sub(ago)
     }
 }
