@@ -271,8 +271,14 @@ fn turn(rt: &Runtime, poller: &Poller, d: &mut Daemon, cold: &mut Cold) -> Resul
         // The repeats just read may have moved the deadline on: a
         // BACKUP woken for its Master_Down_Timer usually finds it was.
         let node_due = if quiet { d.next_wake() } else { node_due };
+        // nginx's exit before the sockets: a master resigns first.
+        if ready.sockets.contains(&driver::EXIT_TOKEN) {
+            complete(rt, d.on_exit());
+        }
         for &token in &ready.sockets {
-            complete(rt, d.on_readable(driver::key_of(token)));
+            if token != driver::EXIT_TOKEN {
+                complete(rt, d.on_readable(driver::key_of(token)));
+            }
         }
         let now = Instant::now();
         if drained

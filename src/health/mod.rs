@@ -26,9 +26,33 @@ pub struct Verdict {
     pub detail: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Event {
     Verdict(Verdict),
+    /// The process a check watches (nginx's master), for the event loop
+    /// to watch too: its exit is acted on there at once, without waiting
+    /// for the check's own thread to wake and pass the verdict on.
+    Watch(ExitWatch),
+}
+
+/// A process's pidfd and the verdict its exit means.
+#[derive(Debug)]
+pub struct ExitWatch {
+    pub check: String,
+    pub pid: i32,
+    pub fd: std::os::fd::OwnedFd,
+}
+
+impl ExitWatch {
+    /// What the check itself says when the process exits: the node takes
+    /// the second of two equal verdicts as no news.
+    pub fn verdict(&self) -> Verdict {
+        Verdict {
+            check: self.check.clone(),
+            healthy: false,
+            detail: nginx::exit_detail(self.pid),
+        }
+    }
 }
 
 pub use nginx_ha_core::node::checks::Effect;

@@ -107,6 +107,30 @@ async fn arm(reader: &OneAtATime, pidfile: &Path, deadline: Duration) -> Result<
     Ok(Watch { pid, fd })
 }
 
+/// The verdict's detail when the master process exits.
+pub fn exit_detail(pid: i32) -> String {
+    format!("nginx master process {pid} exited")
+}
+
+/// Hands the event loop its own copy of the watch (`health::ExitWatch`).
+/// Without one (the descriptor cannot be duplicated) the check's verdict
+/// is all the loop gets, as before.
+fn share(watch: &Watch, tx: &mpsc::UnboundedSender<Event>) {
+    match watch.fd.get_ref().try_clone() {
+        Ok(fd) => {
+            let _ = tx.send(Event::Watch(super::ExitWatch {
+                check: NAME.to_string(),
+                pid: watch.pid,
+                fd,
+            }));
+        }
+        Err(e) => log::warn!(
+            "nginx check: sharing the watch on process {}: {e}",
+            watch.pid
+        ),
+    }
+}
+
 /// Node time for the pure plan: time since the check started.
 fn since(start: Instant) -> Duration {
     Instant::now().saturating_duration_since(start)
@@ -122,6 +146,7 @@ pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>, stats: Stats)
     let mut watch = match arm(&reader, &cfg.pid_file, deadline).await {
         Ok(w) => {
             plan.process_found_running(since(start));
+            share(&w, &tx);
             Some(w)
         }
         Err(e) => {
@@ -166,7 +191,7 @@ pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>, stats: Stats)
                     stats.record(NAME, false, None);
                     let hold = plan.hold();
                     if plan.process_exited(since(start)).is_some() {
-                        send(false, format!("nginx master process {pid} exited"));
+                        send(false, exit_detail(pid));
                     }
                     // Only after the verdict is on its way: closing the
                     // pidfd and the kept-alive connection is two more
@@ -186,6 +211,7 @@ pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>, stats: Stats)
             _ = tokio::time::sleep_until(next_look), if watch.is_none() => {
                 match arm(&reader, &cfg.pid_file, deadline).await {
                     Ok(w) => {
+                        share(&w, &tx);
                         watch = Some(w);
                         plan.process_appeared(since(start));
                     }

@@ -2,6 +2,7 @@
 //! signals, as events for the node.
 
 use super::*;
+use std::os::fd::AsFd;
 
 impl Daemon {
     /// Reads one batch from the socket `key` (a bounded amount of work:
@@ -181,15 +182,46 @@ impl Daemon {
 
     pub async fn on_health(&mut self, ev: HealthEvent) {
         match ev {
-            HealthEvent::Verdict(v) => {
-                let ev = Event::Verdict {
-                    check: v.check,
-                    healthy: v.healthy,
-                    detail: v.detail,
-                };
-                self.feed(ev).await;
-                self.report_status();
+            HealthEvent::Verdict(v) => self.on_verdict(v).await,
+            HealthEvent::Watch(w) => {
+                self.forget_exit_watch();
+                if let Err(e) = self.poller.add(w.fd.as_fd(), EXIT_TOKEN) {
+                    // The check's own verdict still comes, a wake-up later.
+                    warn!("watching nginx process {} from the event loop: {e}", w.pid);
+                    return;
+                }
+                self.exit_watch = Some(w);
             }
+        }
+    }
+
+    async fn on_verdict(&mut self, v: health::Verdict) {
+        let ev = Event::Verdict {
+            check: v.check,
+            healthy: v.healthy,
+            detail: v.detail,
+        };
+        self.feed(ev).await;
+        self.report_status();
+    }
+
+    /// The watched process exited: its check's verdict, now. The check
+    /// sends the same one when its thread sees the exit, and the node
+    /// takes that as no news.
+    pub async fn on_exit(&mut self) {
+        let Some(w) = self.exit_watch.take() else {
+            return;
+        };
+        self.poller.remove(w.fd.as_fd());
+        let v = w.verdict();
+        drop(w);
+        self.on_verdict(v).await;
+    }
+
+    /// Stops watching (a newer process, or the check stopped).
+    pub(super) fn forget_exit_watch(&mut self) {
+        if let Some(w) = self.exit_watch.take() {
+            self.poller.remove(w.fd.as_fd());
         }
     }
 
@@ -233,6 +265,10 @@ impl Daemon {
         }
         let old_anycast = std::mem::replace(&mut self.decl, decl).anycast;
         let restarted = self.checks_running.sync(&self.decl.checks, &self.health_tx);
+        // A restarted check watches afresh; a removed one no more.
+        if restarted.iter().any(|c| c == health::nginx::NAME) || !self.decl.checks.nginx.enable {
+            self.forget_exit_watch();
+        }
         for p in &plans {
             if !self.node.has_instance(&p.name) {
                 self.state_files.record(&p.name, State::Initialize);

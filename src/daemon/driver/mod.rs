@@ -86,7 +86,14 @@ pub struct Daemon {
     /// Interfaces whose addresses changed and are to be read again.
     addr_pending: std::collections::BTreeSet<u32>,
     addr_read_last: Option<Instant>,
+    /// The process the nginx check watches, in the loop's epoll too
+    /// (`EXIT_TOKEN`).
+    exit_watch: Option<health::ExitWatch>,
 }
+
+/// The loop's token for `exit_watch`: socket tokens (`token`) stay below
+/// 2^33, the poller's own is u64::MAX.
+pub const EXIT_TOKEN: u64 = u64::MAX - 1;
 
 /// The least time between two reads of the interfaces' addresses: a
 /// change right after a read waits this long at most; a storm of them
@@ -152,6 +159,7 @@ impl Daemon {
             status_due: false,
             addr_pending: std::collections::BTreeSet::new(),
             addr_read_last: None,
+            exit_watch: None,
         }
     }
 

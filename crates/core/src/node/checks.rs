@@ -67,6 +67,16 @@ impl Checks {
         )
     }
 
+    /// Whether a verdict changes anything: false for a check that is not
+    /// configured (a late verdict from a check removed by a reload) and
+    /// for the verdict the check has already (the event loop passes on a
+    /// watched process's exit before the check's own verdict says it).
+    pub fn is_news(&self, name: &str, healthy: bool, detail: &str) -> bool {
+        self.0
+            .get(name)
+            .is_some_and(|c| c.healthy != Some(healthy) || c.detail != detail)
+    }
+
     /// A new verdict. Returns false for a check that is not configured
     /// (a late verdict from a check removed by a reload).
     pub fn verdict(&mut self, name: &str, healthy: bool, detail: String, now: Duration) -> bool {

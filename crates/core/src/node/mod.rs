@@ -392,6 +392,9 @@ impl Node {
     }
 
     fn on_verdict(&mut self, now: Duration, check: &str, healthy: bool, detail: String) {
+        if !self.checks.is_news(check, healthy, &detail) {
+            return;
+        }
         let msg = if healthy {
             format!("check {check} passes: {detail}")
         } else {
