@@ -56,6 +56,9 @@ pub struct Node {
     anycast: Option<anycast::Policy>,
     /// Masters' advert timers lent out between events (`lent`).
     lent: Vec<lent::Lent>,
+    /// Shut down: nothing starts an instance again (a verdict that comes
+    /// in while anycast drains, say).
+    stopped: bool,
 }
 
 pub use lent::{Frame, LEND_MAX_INSTANCES};
@@ -84,6 +87,7 @@ impl Node {
             due: Vec::new(),
             anycast: None,
             lent: Vec::new(),
+            stopped: false,
         }
     }
 
@@ -127,6 +131,7 @@ impl Node {
             } => self.reload(now, plans, weights, &restarted, on_link),
             Event::Anycast(decl) => self.configure_anycast(now, decl.map(|d| *d)),
             Event::Shutdown => {
+                self.stopped = true;
                 if let Some(a) = &mut self.anycast {
                     a.stop();
                 }
@@ -347,7 +352,9 @@ impl Node {
 
     /// Starts an instance once every check it tracks has a first verdict.
     fn start_one(&mut self, now: Duration, i: usize) {
-        if self.insts[i].core.state() != State::Initialize || self.checks.pending(&self.tracked(i))
+        if self.stopped
+            || self.insts[i].core.state() != State::Initialize
+            || self.checks.pending(&self.tracked(i))
         {
             return;
         }

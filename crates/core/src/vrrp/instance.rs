@@ -22,7 +22,11 @@ pub type Time = Duration;
 /// (RFC 5798 §5.2.4).
 pub const OWNER_PRIORITY: u8 = 255;
 
+mod adver_timer;
 mod receive;
+mod routine;
+pub use adver_timer::LentAdverTimer;
+use adver_timer::rearm;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub version: Version,
@@ -227,53 +231,6 @@ pub struct Instance {
     adver_lent: bool,
 }
 
-/// A MASTER's Adver_Timer lent out of its state machine
-/// (`Instance::lend_adver_timer`). Until it comes back, all that firing it
-/// does is what `Input::Timer` would do: send the advert of `priority`
-/// again and re-arm (§6.4.3); the holder does that without the machine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LentAdverTimer {
-    due: Time,
-    interval: Duration,
-    priority: u8,
-    fired: u64,
-}
-
-impl LentAdverTimer {
-    pub fn due(&self) -> Time {
-        self.due
-    }
-
-    pub fn priority(&self) -> u8 {
-        self.priority
-    }
-
-    /// Adverts sent through it since it was lent.
-    pub fn fired(&self) -> u64 {
-        self.fired
-    }
-
-    /// The timer at `now`: true when it fired, i.e. the advert is to be
-    /// sent, and it is re-armed as `Input::Timer` re-arms it.
-    pub fn fire(&mut self, now: Time) -> bool {
-        if now < self.due {
-            return false;
-        }
-        self.fired += 1;
-        self.due = rearm(self.due, now, self.interval);
-        true
-    }
-}
-
-/// The Adver_Timer after firing at `now` when it was `due`: re-armed from
-/// when it was due, so that the event loop's late wake-ups do not add up
-/// (they made a master send ~1% fewer adverts than configured); never into
-/// the past, so a stalled master sends no burst.
-fn rearm(due: Time, now: Time, interval: Duration) -> Time {
-    let next = due + interval;
-    if next > now { next } else { now + interval }
-}
-
 impl Instance {
     pub fn new(cfg: Config) -> Instance {
         let priority = cfg.priority;
@@ -298,76 +255,6 @@ impl Instance {
             last_drop: None,
             adver_lent: false,
         }
-    }
-
-    /// A MASTER's Adver_Timer, lent to the caller (see `LentAdverTimer`):
-    /// a master at 10 ms adverts does nothing else a hundred times a
-    /// second, and the node's I/O shell then fires it without the machine.
-    /// While it is out, `deadline` leaves it out. None in any other state.
-    /// It must be given back (`return_adver_timer`) before any input.
-    pub fn lend_adver_timer(&mut self) -> Option<LentAdverTimer> {
-        if self.state != State::Master || self.adver_lent {
-            return None;
-        }
-        let due = self.adver_timer.take()?;
-        self.adver_lent = true;
-        Some(LentAdverTimer {
-            due,
-            interval: cs(self.cfg.advert_interval_cs),
-            priority: self.priority,
-            fired: 0,
-        })
-    }
-
-    /// The lent Adver_Timer back, with the adverts it sent counted.
-    pub fn return_adver_timer(&mut self, t: LentAdverTimer) {
-        if !self.adver_lent {
-            return;
-        }
-        self.adver_lent = false;
-        self.counters.adverts_sent += t.fired;
-        if self.state == State::Master {
-            self.adver_timer = Some(t.due);
-        }
-    }
-
-    /// The advert (and its sender) whose unchanged repeats would only
-    /// restart this BACKUP's Master_Down_Timer: each one changes nothing
-    /// else, so that handled at its arrival time, even late, it has the
-    /// effect it would have had at once. None in any other state.
-    pub fn routine(&self) -> Option<(IpAddr, &Advert)> {
-        match &self.routine {
-            Some((src, adv)) if self.state == State::Backup => Some((*src, adv)),
-            _ => None,
-        }
-    }
-
-    /// The routine advert (`routine`) came again at `now`: what
-    /// receiving it would do (restart the Master_Down_Timer, count it),
-    /// without it being decoded and compared again. False, and nothing
-    /// done, when there is no routine advert: the caller hands the
-    /// advert over in full.
-    pub fn repeat(&mut self, now: Time) -> bool {
-        let Some((src, adv)) = &self.routine else {
-            return false;
-        };
-        if self.state != State::Backup {
-            return false;
-        }
-        // As `receive` and `backup_receive` do for this advert; the rest
-        // of what they do leaves a routine advert's state as it is.
-        self.heard = Some(Heard {
-            at: now,
-            src: *src,
-            priority: adv.priority,
-            interval_cs: adv.interval_cs,
-        });
-        self.counters.adverts_received += 1;
-        if !same_addresses(&adv.addrs, &self.cfg.vips) {
-            self.counters.address_mismatch += 1;
-        }
-        self.master_down_timer = Some(now + self.master_down_interval());
-        true
     }
 
     /// Why the latest input was dropped (its counter's name), once.
