@@ -206,6 +206,15 @@ pub fn adverts_sent_counter(lab: &Lab, i: usize) -> Option<u64> {
     )
 }
 
+/// `f`'s value and when it is taken to have been read: the middle of the
+/// call (`nft list` is a process of its own and takes milliseconds).
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Instant) {
+    let a = Instant::now();
+    let v = f();
+    let b = Instant::now();
+    (v, a + (b - a) / 2)
+}
+
 #[derive(Debug, Default)]
 pub struct ScaleResult {
     pub daemon: String,
@@ -276,17 +285,28 @@ pub fn run_scale(daemon: Daemon, n: usize, window: Duration) -> ScaleResult {
     };
     let tr0 = [0, 1].map(|i| count_transitions(daemon, &log(&lab, i)));
     let cpu0 = [0, 1].map(|i| tree_cpu(pid(&lab, i)));
-    let w0 = wire_counters(&lab);
+    let (w0, tw0) = timed(|| wire_counters(&lab));
     let own0 = (daemon == Daemon::NginxHa)
         .then(|| adverts_sent_counter(&lab, 0))
         .flatten();
-    let t0 = Instant::now();
-    std::thread::sleep(window);
-    let w1 = wire_counters(&lab);
+    // A whole number of advert intervals (and 2 ms, so never a hair
+    // short of it) from the first reading: then every instance that sends
+    // on time sends that many adverts in the window (or one more), however
+    // their phases lie. A thousand instances that took over together send
+    // in step, and a window 40 ms past a whole number of intervals counted
+    // either all of their extra adverts or none (0.995 to 1.005).
+    let whole = Duration::from_millis(window.as_millis().div_ceil(100) as u64 * 100);
+    let until = tw0 + whole + Duration::from_millis(2);
+    std::thread::sleep(until.saturating_duration_since(Instant::now()));
+    let (w1, tw1) = timed(|| wire_counters(&lab));
     let own1 = (daemon == Daemon::NginxHa)
         .then(|| adverts_sent_counter(&lab, 0))
         .flatten();
-    let el = t0.elapsed();
+    // The wire's window: between the two counter readings. It once ran
+    // from after the first reading to after the daemon's status that
+    // follows the second (tens of ms at a thousand instances), which
+    // expected adverts nobody could have sent in it.
+    let el = tw1.saturating_duration_since(tw0);
     let cpu1 = [0, 1].map(|i| tree_cpu(pid(&lab, i)));
     let tr1 = [0, 1].map(|i| count_transitions(daemon, &log(&lab, i)));
     r.window_s = el.as_secs_f64();
