@@ -50,14 +50,10 @@ impl Member {
     /// its current priority yet keeps its timer until it has).
     fn lend(&mut self, member: usize) -> Option<Lent> {
         let src = self.primary?;
-        let built = self.built.as_ref()?;
-        if self.core.state() != State::Master
-            || built.priority != self.core.priority()
-            || built.src != src
-            || *built.name != self.plan.name
-        {
+        if self.core.state() != State::Master || !self.built_for(self.core.priority(), src) {
             return None;
         }
+        let built = self.built.as_ref()?;
         let frames = built.frames.clone();
         let instance = built.name.clone();
         let timer = self.core.lend_adver_timer()?;
@@ -96,15 +92,7 @@ impl Node {
     /// Whether anything but a lent advert timer is due at `now`: then
     /// `handle(now, Event::Timer)` has work.
     pub fn timer_due(&self, now: Duration) -> bool {
-        let anycast = self
-            .anycast
-            .as_ref()
-            .and_then(super::anycast::Policy::deadline);
-        self.insts
-            .next_deadline()
-            .into_iter()
-            .chain(anycast)
-            .any(|t| t <= now)
+        self.own_deadline().is_some_and(|t| t <= now)
     }
 
     /// The earliest lent deadline.

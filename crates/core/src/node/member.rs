@@ -189,11 +189,7 @@ impl Member {
 
     fn send_advert(&mut self, priority: u8, out: &mut Vec<Command>) {
         let Some(src) = self.primary else { return };
-        if !self
-            .built
-            .as_ref()
-            .is_some_and(|b| b.priority == priority && b.src == src && *b.name == self.plan.name)
-        {
+        if !self.built_for(priority, src) {
             self.built = Some(self.build_adverts(priority, src));
         }
         let Some(built) = &self.built else { return };
@@ -207,6 +203,14 @@ impl Member {
                 bytes: bytes.clone(),
             });
         }
+    }
+
+    /// Whether the adverts last built are the ones to send at this
+    /// priority from this source.
+    pub(super) fn built_for(&self, priority: u8, src: IpAddr) -> bool {
+        self.built
+            .as_ref()
+            .is_some_and(|b| b.priority == priority && b.src == src && *b.name == self.plan.name)
     }
 
     fn build_adverts(&self, priority: u8, src: IpAddr) -> BuiltAdverts {

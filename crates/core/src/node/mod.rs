@@ -181,13 +181,17 @@ impl Node {
         self.insts[i].core.repeat(now)
     }
 
+    /// The earliest deadline the node keeps itself: its instances' (lent
+    /// advert timers aside) and anycast's.
+    fn own_deadline(&self) -> Option<Duration> {
+        let anycast = self.anycast.as_ref().and_then(anycast::Policy::deadline);
+        self.insts.next_deadline().into_iter().chain(anycast).min()
+    }
+
     /// When `handle(_, Event::Timer)` is due next.
     pub fn poll_timeout(&self) -> Option<Duration> {
-        let anycast = self.anycast.as_ref().and_then(anycast::Policy::deadline);
-        self.insts
-            .next_deadline()
+        self.own_deadline()
             .into_iter()
-            .chain(anycast)
             .chain(self.lent_deadline())
             .min()
     }
