@@ -3,10 +3,12 @@
 //! times), while a backup's Master_Down timer, on which a takeover waits,
 //! is kept to the nanosecond even inside such a slot.
 
+#[path = "support/link.rs"]
+mod link;
 use nginx_ha::config;
 use nginx_ha::node::Node;
 use nginx_ha::node::event::Event;
-use nginx_ha::node::plan::{LinkInfo, Passwords, plans};
+use nginx_ha::node::plan::{Passwords, plans};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -33,12 +35,7 @@ fn node() -> Node {
         }
     });
     let d = config::parse(decl.to_string().as_bytes()).expect("valid declaration");
-    let link = LinkInfo {
-        index: 2,
-        name: "eth1".into(),
-        up: true,
-        mac: Some([2, 0, 0, 0, 0, 2]),
-    };
+    let link = link::eth1();
     let mut n = Node::new(BTreeMap::new(), false);
     for p in plans(&d, &Passwords::new(), &[link.clone(), link]).expect("plans") {
         let me = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 11));

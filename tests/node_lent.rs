@@ -3,9 +3,11 @@
 //! and the counters are those `handle(now, Event::Timer)` gives, while a
 //! master's routine wake-up needs no `handle` at all.
 
+#[path = "support/link.rs"]
+mod link;
 use nginx_ha::config;
 use nginx_ha::node::event::{Command, Event};
-use nginx_ha::node::plan::{LinkInfo, Passwords, plans};
+use nginx_ha::node::plan::{Passwords, plans};
 use nginx_ha::node::{LEND_MAX_INSTANCES, Node};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -44,12 +46,7 @@ fn node(n: usize) -> Node {
         "instances": Value::Object(instances),
     });
     let d = config::parse(decl.to_string().as_bytes()).expect("valid declaration");
-    let link = LinkInfo {
-        index: 2,
-        name: "eth1".into(),
-        up: true,
-        mac: Some([2, 0, 0, 0, 0, 2]),
-    };
+    let link = link::eth1();
     let weights = BTreeMap::from([("nginx".to_string(), -20)]);
     let mut node = Node::new(weights, false);
     let me = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 11));

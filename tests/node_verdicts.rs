@@ -3,10 +3,12 @@
 //! verdict says the same, and a check removed by a reload may still send
 //! one last verdict.
 
+#[path = "support/link.rs"]
+mod link;
 use nginx_ha::config;
 use nginx_ha::node::Node;
 use nginx_ha::node::event::{Command, Event};
-use nginx_ha::node::plan::{LinkInfo, Passwords, plans};
+use nginx_ha::node::plan::{Passwords, plans};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -19,12 +21,7 @@ fn node() -> Node {
                                 "virtualIps": ["198.51.100.1/32"] } }
     });
     let d = config::parse(decl.to_string().as_bytes()).expect("valid declaration");
-    let link = LinkInfo {
-        index: 2,
-        name: "eth1".into(),
-        up: true,
-        mac: Some([2, 0, 0, 0, 0, 2]),
-    };
+    let link = link::eth1();
     let mut n = Node::new(BTreeMap::from([("nginx".to_string(), 0)]), false);
     for p in plans(&d, &Passwords::new(), &[link]).expect("plans") {
         n.handle(
