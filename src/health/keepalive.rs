@@ -126,102 +126,137 @@ impl StatusClient {
 async fn exchange(mut c: Conn, request: &[u8]) -> Result<(Response, Option<Conn>), ProbeError> {
     c.buf.clear();
     c.stream.write_all(request).await?;
-    let head_end = loop {
-        if let Some(i) = find(&c.buf, b"\r\n\r\n") {
-            break i;
+    loop {
+        if let Some(f) = frame(&c.buf)? {
+            let keep = f.keep.then_some(c);
+            return Ok((f.response, keep));
         }
-        if c.buf.len() > MAX_HEAD {
+        if c.buf.len() > MAX_BODY + MAX_HEAD {
+            return Err(ProbeError::Bad("response too large"));
+        }
+        if c.stream.read_buf(&mut c.buf).await? == 0 {
+            return frame_at_eof(&c.buf).map(|r| (r, None));
+        }
+    }
+}
+
+/// One response framed out of the bytes read so far.
+pub(super) struct Framed {
+    pub response: Response,
+    /// Nothing but this response came, and the connection may carry the
+    /// next request.
+    pub keep: bool,
+}
+
+/// The response at the start of `buf`, if all of it is there (framed by
+/// Content-Length or chunked encoding, or having no body); `None` while
+/// more is to come, or when only the end of the connection can frame it
+/// (`frame_at_eof`). Pure, so that the event loop's probe (`lent_probe`)
+/// and the check's own read responses alike.
+pub(super) fn frame(buf: &[u8]) -> Result<Option<Framed>, ProbeError> {
+    let Some(head_end) = find(buf, b"\r\n\r\n") else {
+        if buf.len() > MAX_HEAD {
             return Err(ProbeError::Bad("HTTP header too long"));
         }
-        fill(&mut c).await?;
+        return Ok(None);
     };
-    let head = Head::parse(&c.buf[..head_end])?;
-    c.buf.drain(..head_end + 4);
-    let body = if !head.has_body() {
-        Vec::new()
+    let head = Head::parse(&buf[..head_end])?;
+    let rest = &buf[head_end + 4..];
+    let (body, used) = if !head.has_body() {
+        (Vec::new(), 0)
     } else if head.chunked {
-        read_chunked(&mut c).await?
+        match dechunk(rest)? {
+            Some(b) => b,
+            None => return Ok(None),
+        }
     } else if let Some(n) = head.length {
         if n > MAX_BODY {
             return Err(ProbeError::Bad("response body too large"));
         }
-        while c.buf.len() < n {
-            fill(&mut c).await?;
+        if rest.len() < n {
+            return Ok(None);
         }
-        c.buf.drain(..n).collect()
+        (rest[..n].to_vec(), n)
     } else {
-        // Framed by the end of the connection.
-        loop {
-            match c.stream.read_buf(&mut c.buf).await? {
-                0 => break std::mem::take(&mut c.buf),
-                _ if c.buf.len() > MAX_BODY => {
-                    return Err(ProbeError::Bad("response body too large"));
-                }
-                _ => {}
-            }
-        }
+        return Ok(None);
     };
-    let reusable = head.keep_alive && (head.chunked || head.length.is_some() || !head.has_body());
-    let keep = (reusable && c.buf.is_empty()).then_some(c);
-    let body = String::from_utf8_lossy(&body).into_owned();
-    Ok((
-        Response {
+    Ok(Some(Framed {
+        keep: head.keep_alive && used == rest.len(),
+        response: Response {
             status: head.status,
-            body,
+            body: String::from_utf8_lossy(&body).into_owned(),
         },
-        keep,
-    ))
+    }))
 }
 
-async fn fill(c: &mut Conn) -> Result<(), ProbeError> {
-    if c.buf.len() > MAX_BODY + MAX_HEAD {
-        return Err(ProbeError::Bad("response too large"));
+/// The connection ended after `buf`: a response framed by that end, or
+/// a response cut short.
+pub(super) fn frame_at_eof(buf: &[u8]) -> Result<Response, ProbeError> {
+    let head_end = find(buf, b"\r\n\r\n").ok_or(ProbeError::Closed)?;
+    let head = Head::parse(&buf[..head_end])?;
+    if !head.has_body() || head.chunked || head.length.is_some() {
+        // Framed otherwise, and `frame` found it incomplete.
+        return Err(ProbeError::Closed);
     }
-    match c.stream.read_buf(&mut c.buf).await? {
-        0 => Err(ProbeError::Closed),
-        _ => Ok(()),
+    let body = &buf[head_end + 4..];
+    if body.len() > MAX_BODY {
+        return Err(ProbeError::Bad("response body too large"));
     }
+    Ok(Response {
+        status: head.status,
+        body: String::from_utf8_lossy(body).into_owned(),
+    })
 }
 
-async fn read_line(c: &mut Conn) -> Result<Vec<u8>, ProbeError> {
-    loop {
-        if let Some(i) = find(&c.buf, b"\r\n") {
-            let line = c.buf[..i].to_vec();
-            c.buf.drain(..i + 2);
-            return Ok(line);
-        }
-        if c.buf.len() > MAX_LINE {
-            return Err(ProbeError::Bad("chunk line too long"));
-        }
-        fill(c).await?;
-    }
-}
-
-async fn read_chunked(c: &mut Conn) -> Result<Vec<u8>, ProbeError> {
+/// A chunked body at the start of `rest`: the body and the bytes it took,
+/// once the last chunk and the trailers are there.
+fn dechunk(rest: &[u8]) -> Result<Option<(Vec<u8>, usize)>, ProbeError> {
     let mut body = Vec::new();
+    let mut at = 0;
     loop {
-        let line = read_line(c).await?;
-        let size = std::str::from_utf8(&line)
+        let Some(line) = line_at(rest, at)? else {
+            return Ok(None);
+        };
+        let size = std::str::from_utf8(&rest[at..at + line])
             .ok()
             .and_then(|l| l.split(';').next())
             .and_then(|h| usize::from_str_radix(h.trim(), 16).ok())
             .ok_or(ProbeError::Bad("bad chunk size"))?;
+        at += line + 2;
         if size == 0 {
             // Trailers, if any, end with an empty line.
-            while !read_line(c).await?.is_empty() {}
-            return Ok(body);
+            loop {
+                let Some(line) = line_at(rest, at)? else {
+                    return Ok(None);
+                };
+                at += line + 2;
+                if line == 0 {
+                    return Ok(Some((body, at)));
+                }
+            }
         }
         if body.len() + size > MAX_BODY {
             return Err(ProbeError::Bad("response body too large"));
         }
-        while c.buf.len() < size + 2 {
-            fill(c).await?;
+        if rest.len() < at + size + 2 {
+            return Ok(None);
         }
-        if &c.buf[size..size + 2] != b"\r\n" {
+        if &rest[at + size..at + size + 2] != b"\r\n" {
             return Err(ProbeError::Bad("chunk not followed by CRLF"));
         }
-        body.extend(c.buf.drain(..size));
-        c.buf.drain(..2);
+        body.extend_from_slice(&rest[at..at + size]);
+        at += size + 2;
+    }
+}
+
+/// The length of the line starting at `at`, once its CRLF is there.
+fn line_at(buf: &[u8], at: usize) -> Result<Option<usize>, ProbeError> {
+    let tail = &buf[at.min(buf.len())..];
+    match find(tail, b"\r\n") {
+        Some(i) if i <= MAX_LINE => Ok(Some(i)),
+        Some(_) => Err(ProbeError::Bad("chunk line too long")),
+        None if tail.len() > MAX_LINE => Err(ProbeError::Bad("chunk line too long")),
+        None => Ok(None),
     }
 }
 

@@ -123,3 +123,45 @@ fn http10_and_connection_headers() {
     assert!(h.chunked && h.length.is_none());
     assert!(Head::parse(b"HTTP/1.1 100 Continue").is_err());
 }
+
+#[test]
+fn a_response_is_framed_only_once_all_of_it_is_there() {
+    for whole in [LEN, CHUNKED, CLOSE] {
+        let b = whole.as_bytes();
+        for cut in 0..b.len() {
+            assert!(
+                frame(&b[..cut]).expect("a prefix is no error").is_none(),
+                "{whole:?} framed at {cut} bytes"
+            );
+        }
+        let f = frame(b).expect("frame").expect("whole");
+        assert_eq!(
+            (f.response.status, f.response.body.as_str()),
+            (200, "hello")
+        );
+        assert_eq!(f.keep, whole != CLOSE, "{whole:?}");
+    }
+    // Trailers after the last chunk are read and dropped.
+    let t = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nA: b\r\n\r\n";
+    let f = frame(t.as_bytes()).expect("frame").expect("whole");
+    assert!(f.keep && f.response.body == "x");
+    // Bytes beyond the response: it is framed, the connection not kept.
+    let more = format!("{LEN}HTTP/1.1");
+    assert!(!frame(more.as_bytes()).expect("frame").expect("whole").keep);
+    // Framed by the end of the connection only.
+    let eof = "HTTP/1.1 200 OK\r\n\r\nhello";
+    assert!(frame(eof.as_bytes()).expect("frame").is_none());
+    assert_eq!(frame_at_eof(eof.as_bytes()).expect("eof").body, "hello");
+    assert!(matches!(
+        frame_at_eof(&LEN.as_bytes()[..40]),
+        Err(ProbeError::Closed)
+    ));
+    // Limits hold on a buffer that only grows.
+    let long_head = format!("HTTP/1.1 200 OK\r\nX: {}", "a".repeat(MAX_HEAD));
+    assert!(frame(long_head.as_bytes()).is_err());
+    let long_line = format!(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{}",
+        "1".repeat(MAX_LINE + 1)
+    );
+    assert!(frame(long_line.as_bytes()).is_err());
+}

@@ -135,6 +135,31 @@ impl NginxPlan {
         self.verdict.fail_now()
     }
 
+    /// Whether the next probe is routine: nginx answered, the verdict is
+    /// healthy and no failure is being counted. A routine probe that
+    /// passes changes nothing but `due`, so a run of them may be made
+    /// elsewhere (the event loop's lent probe) and handed back with
+    /// `lent_back`; the first one that fails is given back to `probed`.
+    pub fn routine(&self) -> bool {
+        self.healthy() == Some(true)
+            && self.verdict.steady()
+            && self.process.as_ref().is_some_and(|p| p.answered)
+    }
+
+    /// Routine probes made elsewhere (see `routine`) all passed, and the
+    /// next one is due at `next_due`: the plan as if each had been
+    /// `probed` here.
+    pub fn lent_back(&mut self, next_due: Duration) {
+        if self.routine() {
+            self.due = self.due.max(next_due);
+        }
+    }
+
+    /// The interval between routine probes.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
     /// A probe finished at `now`; `ok` when stub_status answered. Returns
     /// the verdict when it changed.
     pub fn probed(&mut self, now: Duration, ok: bool) -> Option<bool> {
@@ -232,6 +257,37 @@ mod tests {
         assert_eq!(p.probed(ms(1500), false), None);
         assert_eq!(p.pidfile_poll(ms(600)), PIDFILE_POLL_FAST);
         assert_eq!(p.pidfile_poll(ms(500) + PIDFILE_FAST_FOR), PIDFILE_POLL);
+    }
+
+    #[test]
+    fn routine_probes_lent_out_and_back_leave_the_plan_as_probing_here() {
+        let mut p = plan(2, 2);
+        p.process_appeared(ms(0));
+        assert!(!p.routine());
+        p.probed(ms(1), true);
+        // Rising: each answer counts, none is routine.
+        assert!(!p.routine());
+        assert_eq!(p.probed(ms(6), true), Some(true));
+        assert!(p.routine());
+        let lent = p.clone();
+        let mut here = p.clone();
+        let mut due = here.due();
+        for _ in 0..5 {
+            assert_eq!(here.probed(due + ms(1), true), None);
+            due = here.due();
+        }
+        let mut back = lent.clone();
+        back.lent_back(due);
+        assert_eq!(back, here);
+        // The failure that ends the lending is the first of a fall.
+        assert_eq!(back.probed(due + ms(2), false), None);
+        assert!(!back.routine());
+        assert_eq!(back.due(), due + ms(1000));
+        assert_eq!(back.probed(back.due(), false), Some(false));
+        // Nothing lent back moves a plan that is not routine.
+        let before = back.clone();
+        back.lent_back(due + ms(9000));
+        assert_eq!(back, before);
     }
 
     #[test]

@@ -37,6 +37,12 @@ impl RiseFall {
         self.record_held(ok, true)
     }
 
+    /// Whether a result agreeing with the verdict would change nothing:
+    /// there is a verdict and no streak against it is being counted.
+    pub fn steady(&self) -> bool {
+        self.healthy.is_some() && self.streak == 0
+    }
+
     /// Whether the successes so far would have turned the verdict healthy
     /// had the rise not been held back.
     pub fn rise_reached(&self) -> bool {
