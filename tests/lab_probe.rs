@@ -137,3 +137,88 @@ fn first_verdict_at_daemon_start_comes_as_soon_as_nginx_answers() {
     println!("daemon start -> first healthy verdict: {took:?}");
     assert!(took < ms(700), "first verdict after {took:?}");
 }
+
+/// Context switches of the daemon's runtime thread(s), which ran every
+/// probe before the event loop made the routine ones.
+fn io_thread_switches(pid: u32) -> u64 {
+    let mut n = 0;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("tasks")
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim() != "nginx-ha-io" {
+            continue;
+        }
+        let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        for line in status.lines() {
+            if let Some(v) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                n += v.trim().parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn routine_probes_ride_on_the_event_loop() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let lab = pair("");
+    let pid = lab.daemon_pid(0).expect("daemon");
+    let before = stub(&lab);
+    let switches = io_thread_switches(pid);
+    let mut ours = 0;
+    // 20 probes at 100 ms.
+    let after = wait_for(Duration::from_secs(6), || {
+        let s = stub(&lab);
+        ours += 1;
+        (s.requests >= before.requests + ours + 20).then_some(s)
+    })
+    .expect("the daemon stopped probing");
+    let switched = io_thread_switches(pid) - switches;
+    let probes = after.requests - before.requests - ours;
+    println!("{probes} probes, the runtime's thread woke {switched} times");
+    // Made by the check's own thread, each probe woke it twice.
+    assert!(
+        switched * 4 < probes,
+        "{switched} wake-ups of the runtime's thread for {probes} probes"
+    );
+}
+
+#[test]
+fn a_bad_answer_on_the_loops_probe_fails_the_check_and_nginx_back_rises() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let dir = tempfile_dir();
+    let flag = dir.join("fail");
+    let lab = pair(&format!("if (-f {}) {{ return 500; }}", flag.display()));
+    // Routine by now (risen, healthy): the next probe is the loop's.
+    std::fs::write(&flag, b"").expect("flag");
+    let t0 = std::time::Instant::now();
+    wait_for(Duration::from_secs(3), || {
+        (lab.holders(vip()) == vec![1]).then_some(())
+    })
+    .expect("a 500 from stub_status never moved the VIP");
+    println!("stub_status 500 -> VIP on node1: {:?}", t0.elapsed());
+    assert!(t0.elapsed() < ms(1000), "took {:?}", t0.elapsed());
+    let log = lab.daemon_log(0);
+    assert!(log.contains("answered 500"), "{log}");
+    std::fs::remove_file(&flag).expect("unflag");
+    wait_for(Duration::from_secs(3), || {
+        (lab.holders(vip()) == vec![0]).then_some(())
+    })
+    .expect("node0 never took the VIP back");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("nginx-ha-probe-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("tmp dir");
+    d
+}

@@ -256,7 +256,8 @@ fn turn(rt: &Runtime, poller: &Poller, d: &mut Daemon, cold: &mut Cold) -> Resul
         let timeout = if cold_left || !drained {
             Some(Duration::ZERO)
         } else {
-            earliest(node_due, addr_due).map(|t| t.saturating_duration_since(Instant::now()))
+            earliest(earliest(node_due, addr_due), d.probe_due())
+                .map(|t| t.saturating_duration_since(Instant::now()))
         };
         // The error's text only when there is an error: made eagerly it
         // was an allocation per turn.
@@ -287,6 +288,8 @@ fn turn(rt: &Runtime, poller: &Poller, d: &mut Daemon, cold: &mut Cold) -> Resul
         {
             complete(rt, d.carry_out(cmds));
         }
+        // Routine nginx probes ride on the wake-ups the loop makes anyway.
+        d.on_probe(now);
         if addr_due.is_some_and(|t| t <= now) {
             complete(rt, d.read_pending_addresses());
         }

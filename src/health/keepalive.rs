@@ -75,6 +75,13 @@ impl StatusClient {
         self.conn = None;
     }
 
+    /// The kept-alive connection, idle, and the request, for the event
+    /// loop's probe (`lent_probe`); the next probe here starts afresh.
+    pub fn lend(&mut self) -> Option<(std::net::TcpStream, Vec<u8>)> {
+        let s = self.conn.take()?.stream.into_std().ok()?;
+        Some((s, self.request.clone()))
+    }
+
     /// One GET, all of it (a retry included) within `limit`, timed by
     /// `alarm` (the caller's: a check task has one timer, see `alarm`).
     pub async fn get(
@@ -128,6 +135,8 @@ async fn exchange(mut c: Conn, request: &[u8]) -> Result<(Response, Option<Conn>
     c.stream.write_all(request).await?;
     loop {
         if let Some(f) = frame(&c.buf)? {
+            // Kept only when the response was all there was.
+            c.buf.clear();
             let keep = f.keep.then_some(c);
             return Ok((f.response, keep));
         }

@@ -4,6 +4,7 @@
 //! priority change with keepalived's weight semantics.
 
 pub mod keepalive;
+pub mod lent_probe;
 pub mod nginx;
 pub mod probe;
 pub mod stats;
@@ -33,6 +34,9 @@ pub enum Event {
     /// to watch too: its exit is acted on there at once, without waiting
     /// for the check's own thread to wake and pass the verdict on.
     Watch(ExitWatch),
+    /// The check's routine probes, for the event loop to make while
+    /// they pass (`lent_probe`).
+    Lend(lent_probe::LentProbe),
 }
 
 /// A process's pidfd and the verdict its exit means.

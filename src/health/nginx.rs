@@ -9,6 +9,7 @@
 //! back (systemd restarts it) the pidfile is re-read and the watch re-armed.
 
 use super::keepalive::StatusClient;
+use super::lent_probe::{Back, LentProbe};
 use super::stats::Stats;
 use super::stub_status::{self, StubStatus};
 use super::{Event, Verdict};
@@ -20,7 +21,7 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 pub const NAME: &str = "nginx";
@@ -168,6 +169,9 @@ pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>, stats: Stats)
             return;
         }
     };
+    // The routine probes while the event loop makes them: what it says
+    // when it hands them back.
+    let mut lent: Option<oneshot::Receiver<Back>> = None;
     let send = |healthy: bool, detail: String| {
         let _ = tx.send(Event::Verdict(Verdict {
             check: NAME.to_string(),
@@ -176,8 +180,10 @@ pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>, stats: Stats)
         }));
     };
     loop {
-        let due = start + plan.due();
-        if let Err(e) = alarm.set(Some(due)) {
+        // Lent out, the check sleeps until the loop hands the probes
+        // back or nginx exits.
+        let due = (lent.is_none()).then(|| start + plan.due());
+        if let Err(e) = alarm.set(due) {
             log::error!("nginx check: arming its timerfd: {e}");
         }
         tokio::select! {
@@ -198,6 +204,8 @@ pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>, stats: Stats)
                     // system calls a takeover need not wait for.
                     watch = None;
                     client.reset();
+                    // The loop drops its probe with the watch.
+                    lent = None;
                     why_not = format!("master process {pid} exited");
                     if plan.hold() > hold {
                         log::warn!(
@@ -219,7 +227,22 @@ pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>, stats: Stats)
                 }
                 next_look = Instant::now() + plan.pidfile_poll(since(start));
             }
-            _ = alarm.wait() => {
+            back = returned(&mut lent), if lent.is_some() => {
+                lent = None;
+                match back {
+                    Ok(Back::Resume { due }) => plan.lent_back(since_at(start, due)),
+                    Ok(Back::Failed { due, at, detail }) => {
+                        plan.lent_back(since_at(start, due));
+                        if plan.probed(since_at(start, at), false).is_some() {
+                            send(false, detail);
+                        }
+                    }
+                    // The loop let it go (stopping, or nginx exited and
+                    // that is seen here next): probe again as due.
+                    Err(_) => {}
+                }
+            }
+            _ = alarm.wait(), if lent.is_none() => {
                 let result: Result<StubStatus, String> = if watch.is_none() {
                     stats.record(NAME, false, None);
                     Err(format!("nginx is not running ({why_not})"))
@@ -258,6 +281,9 @@ pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>, stats: Stats)
                         if change.is_some() {
                             send(true, "nginx is running and stub_status answers".into());
                         }
+                        if plan.routine() {
+                            lent = lend(&mut client, &cfg, start + plan.due(), &stats, &tx);
+                        }
                     }
                     Err(e) => {
                         if change.is_some() {
@@ -268,6 +294,50 @@ pub async fn run(cfg: NginxSpec, tx: mpsc::UnboundedSender<Event>, stats: Stats)
             }
         }
     }
+}
+
+/// Hands the routine probes to the event loop (`lent_probe`), with the
+/// kept-alive connection; without one (or a loop to take it) the check
+/// goes on probing itself.
+fn lend(
+    client: &mut StatusClient,
+    cfg: &NginxSpec,
+    due: Instant,
+    stats: &Stats,
+    tx: &mpsc::UnboundedSender<Event>,
+) -> Option<oneshot::Receiver<Back>> {
+    let (conn, request) = client.lend()?;
+    let (back_tx, back_rx) = oneshot::channel();
+    let probe = LentProbe::new(
+        conn,
+        request,
+        cfg.status_url.to_string(),
+        &cfg.timing,
+        due,
+        stats.clone(),
+        back_tx,
+    );
+    match probe {
+        Ok(p) => tx.send(Event::Lend(p)).ok().map(|()| back_rx),
+        Err(e) => {
+            log::warn!("nginx check: the event loop cannot make its probes: {e}");
+            None
+        }
+    }
+}
+
+async fn returned(
+    lent: &mut Option<oneshot::Receiver<Back>>,
+) -> Result<Back, oneshot::error::RecvError> {
+    match lent {
+        Some(r) => r.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `since` for an instant the loop reported.
+fn since_at(start: Instant, t: Instant) -> Duration {
+    t.saturating_duration_since(start)
 }
 
 async fn exited(watch: &Option<Watch>) -> std::io::Result<()> {

@@ -192,6 +192,7 @@ impl Daemon {
                 }
                 self.exit_watch = Some(w);
             }
+            HealthEvent::Lend(p) => self.lent_probe = Some(p),
         }
     }
 
@@ -215,11 +216,14 @@ impl Daemon {
         self.poller.remove(w.fd.as_fd());
         let v = w.verdict();
         drop(w);
+        // The check takes its probes back by itself when it sees the exit.
+        self.lent_probe = None;
         self.on_verdict(v).await;
     }
 
     /// Stops watching (a newer process, or the check stopped).
     pub(super) fn forget_exit_watch(&mut self) {
+        self.lent_probe = None;
         if let Some(w) = self.exit_watch.take() {
             self.poller.remove(w.fd.as_fd());
         }

@@ -89,6 +89,8 @@ pub struct Daemon {
     /// The process the nginx check watches, in the loop's epoll too
     /// (`EXIT_TOKEN`).
     exit_watch: Option<health::ExitWatch>,
+    /// The nginx check's routine probes, while they pass.
+    lent_probe: Option<health::lent_probe::LentProbe>,
 }
 
 /// The loop's token for `exit_watch`: socket tokens (`token`) stay below
@@ -160,6 +162,7 @@ impl Daemon {
             addr_pending: std::collections::BTreeSet::new(),
             addr_read_last: None,
             exit_watch: None,
+            lent_probe: None,
         }
     }
 
@@ -303,6 +306,27 @@ impl Daemon {
         // status to report.
         self.node.recycle(cmds);
         None
+    }
+
+    /// When the lent probe (`health::lent_probe`) needs a wake-up of its
+    /// own, unless one comes before.
+    pub fn probe_due(&self) -> Option<Instant> {
+        self.lent_probe.as_ref().map(|p| p.wake_at())
+    }
+
+    /// On every wake-up: the lent probe sends or reads what is due, and
+    /// goes back to its check when it no longer passes.
+    pub fn on_probe(&mut self, now: Instant) {
+        let Some(p) = self.lent_probe.as_mut() else {
+            return;
+        };
+        if p.orphaned() {
+            self.lent_probe = None;
+        } else if let Some(why) = p.on_wake(now)
+            && let Some(p) = self.lent_probe.take()
+        {
+            p.give_back(why);
+        }
     }
 
     /// What `feed_at` does after the node handled the event.

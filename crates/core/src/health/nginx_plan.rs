@@ -155,11 +155,6 @@ impl NginxPlan {
         }
     }
 
-    /// The interval between routine probes.
-    pub fn interval(&self) -> Duration {
-        self.interval
-    }
-
     /// A probe finished at `now`; `ok` when stub_status answered. Returns
     /// the verdict when it changed.
     pub fn probed(&mut self, now: Duration, ok: bool) -> Option<bool> {
