@@ -277,7 +277,8 @@ fn turn(rt: &Runtime, poller: &Poller, d: &mut Daemon, cold: &mut Cold) -> Resul
             complete(rt, d.on_exit());
         }
         for &token in &ready.sockets {
-            if token != driver::EXIT_TOKEN {
+            // The lent probe's answer is read with the timers (`on_probe`).
+            if token != driver::EXIT_TOKEN && token != driver::PROBE_TOKEN {
                 complete(rt, d.on_readable(driver::key_of(token)));
             }
         }

@@ -6,11 +6,13 @@
 //! then the answer), about 190 µs of CPU a second, which is the whole of
 //! what a backup at 1 s adverts costs and a tenth of one at 10 ms. The
 //! loop wakes anyway (adverts, a backup's Master_Down_Timer): it sends the
-//! request on a wake-up up to `lag` before the probe is due (and counts
+//! request on a wake-up up to `early` before the probe is due (and counts
 //! the next interval from there, so probes fall in step with the loop's
-//! wake-ups; never more than `interval` apart), and reads the
-//! answer on a later one, at most `lag` after sending; it wakes for the
-//! probe only when no wake-up of its own comes in time. A probe's timeout
+//! wake-ups; never more than `interval` apart), and reads the answer on
+//! a later one if that comes at most `lag` after sending; otherwise the
+//! answer wakes the loop when it comes, a moment later, while its caches
+//! are still warm. It wakes for the request only when no wake-up of its
+//! own comes in time. A probe's timeout
 //! keeps its meaning: the answer's arrival is judged by the kernel's
 //! receive timestamp, and an answer still missing at the deadline is a
 //! timeout, read then. What a late read costs is `lag` (a few ms, at most
@@ -35,11 +37,15 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-/// The most a routine probe may go out before it is due, or its answer
-/// be read after it is sent: a backup at 10 ms adverts wakes every ~30 ms,
-/// so most probes need no wake-up of their own. Also at most a sixteenth
-/// of the interval and half the timeout (`lag`).
+/// The most a routine probe's answer may be read after it is sent,
+/// when the loop is to wake by then anyway (a backup at 10 ms adverts
+/// wakes every ~30 ms, a master every 10); also at most a sixteenth of
+/// the interval and half the timeout (`lag`). Otherwise the answer wakes
+/// the loop as it comes, a moment after the request went out.
 pub const MAX_LAG: Duration = Duration::from_millis(50);
+/// The most a routine probe may go out before it is due, on a wake-up of
+/// the loop's own; also at most an eighth of the interval (`early`).
+pub const MAX_EARLY: Duration = Duration::from_millis(125);
 
 /// A response bigger than this is no stub_status page.
 const MAX_READ: usize = 72 * 1024;
@@ -66,6 +72,9 @@ struct Sent {
     /// When to read the answer at the latest (`lag` after sending, then
     /// the deadline).
     read_by: Instant,
+    /// The answer is to wake the loop (`wants_watch`): no wake-up of its
+    /// own comes within `lag`.
+    watch: bool,
 }
 
 pub struct LentProbe {
@@ -75,6 +84,7 @@ pub struct LentProbe {
     interval: Duration,
     timeout: Duration,
     lag: Duration,
+    early: Duration,
     /// The next probe's due time, on the check's grid.
     due: Instant,
     sent: Option<Sent>,
@@ -94,9 +104,14 @@ impl std::fmt::Debug for LentProbe {
     }
 }
 
-/// How early a probe may go out and how late its answer be read.
+/// How late a probe's answer may be read.
 pub fn lag(t: &Timing) -> Duration {
     MAX_LAG.min(t.interval / 16).min(t.timeout / 2)
+}
+
+/// How early a probe may go out.
+pub fn early(t: &Timing) -> Duration {
+    MAX_EARLY.min(t.interval / 8)
 }
 
 impl LentProbe {
@@ -120,6 +135,7 @@ impl LentProbe {
             interval: timing.interval,
             timeout: timing.timeout,
             lag: lag(timing),
+            early: early(timing),
             due,
             sent: None,
             buf: Vec::new(),
@@ -142,13 +158,29 @@ impl LentProbe {
         self.back.is_closed()
     }
 
+    /// Whether a wake-up at `now` sends the next probe.
+    pub fn sends_at(&self, now: Instant) -> bool {
+        self.sent.is_none() && now + self.early >= self.due
+    }
+
+    /// Whether the socket is to wake the loop when the answer comes.
+    pub fn wants_watch(&self) -> bool {
+        self.sent.as_ref().is_some_and(|s| s.watch)
+    }
+
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.conn)
+    }
+
     /// On every wake-up of the loop: sends the next probe when it is due
-    /// within `lag`, reads the answer of one in flight. The probe goes
-    /// back to the check when this says why.
-    pub fn on_wake(&mut self, now: Instant) -> Option<Back> {
+    /// within `early`, reads the answer of one in flight. `next_wake`:
+    /// when the loop is to wake next for anything else (asked for only
+    /// when it `sends_at` now). The probe goes back to the check when
+    /// this says why.
+    pub fn on_wake(&mut self, now: Instant, next_wake: Option<Instant>) -> Option<Back> {
         match &self.sent {
-            None if now + self.lag < self.due => None,
-            None => self.send(now),
+            None if !self.sends_at(now) => None,
+            None => self.send(now, next_wake),
             Some(_) => self.read(now),
         }
     }
@@ -158,7 +190,7 @@ impl LentProbe {
         let _ = self.back.send(why);
     }
 
-    fn send(&mut self, now: Instant) -> Option<Back> {
+    fn send(&mut self, now: Instant, next_wake: Option<Instant>) -> Option<Back> {
         self.buf.clear();
         match self.conn.write(&self.request) {
             Ok(n) if n == self.request.len() => {
@@ -167,10 +199,12 @@ impl LentProbe {
                 // loop's own rhythm (an advert every interval) rather than
                 // each needing a wake-up of its own.
                 self.due = self.due.min(now);
+                let watch = next_wake.is_none_or(|t| t > now + self.lag);
                 self.sent = Some(Sent {
                     at: now,
                     wall: SystemTime::now(),
-                    read_by: now + self.lag,
+                    read_by: now + if watch { self.timeout } else { self.lag },
+                    watch,
                 });
                 None
             }

@@ -97,28 +97,31 @@ fn passing_probes_stay_on_the_loop_and_keep_the_grid() {
     let (conn, done) = server(vec![Reply::Send(ok()), Reply::Send(ok())]);
     let t0 = Instant::now() + ms(100);
     let (mut p, _back, stats) = lend(conn, t0);
-    let lag = lag(&timing());
-    assert_eq!(lag, ms(50));
-    // Not yet within `lag` of being due: nothing goes out.
-    assert_eq!(p.on_wake(t0 - lag - ms(1)), None);
+    let (lag, early) = (lag(&timing()), early(&timing()));
+    assert_eq!((lag, early), (ms(50), ms(125)));
+    // Not yet within `early` of being due: nothing goes out.
+    assert_eq!(p.on_wake(t0 - early - ms(1), None), None);
     assert_eq!(p.wake_at(), t0);
-    // A wake-up within `lag` before it sends it.
-    assert_eq!(p.on_wake(t0 - lag), None);
-    assert_eq!(p.wake_at(), t0, "the answer is read within lag");
+    // A wake-up within `early` before it sends it; the loop wakes again
+    // within `lag`, which reads the answer.
+    let sent = t0 - early;
+    assert_eq!(p.on_wake(sent, Some(sent + lag)), None);
+    assert!(!p.wants_watch());
+    assert_eq!(p.wake_at(), sent + lag, "the answer is read within lag");
     written(&done);
-    assert_eq!(p.on_wake(t0), None);
+    assert_eq!(p.on_wake(t0, Some(t0)), None);
     let runs = stats.runs()["nginx"];
     assert_eq!((runs.passes, runs.failures), (1, 0));
     assert_eq!(stats.stub().map(|s| s.requests), Some(9));
     // The next one an interval from when this one went out: early, on a
     // wake-up of the loop's own, it moved the probes into step with them.
-    let t1 = t0 - lag + ms(1000);
+    let t1 = sent + ms(1000);
     assert_eq!(p.wake_at(), t1);
-    assert_eq!(p.on_wake(t1), None);
+    assert_eq!(p.on_wake(t1, Some(t1)), None);
     written(&done);
     // Read late, long after the deadline: the kernel's timestamp says
     // the answer came in time.
-    assert_eq!(p.on_wake(t1 + ms(500)), None);
+    assert_eq!(p.on_wake(t1 + ms(500), Some(t1 + ms(500))), None);
     assert_eq!(stats.runs()["nginx"].passes, 2);
 }
 
@@ -130,9 +133,9 @@ fn a_bad_answer_goes_back_as_the_failure_of_the_probe_due() {
         let (conn, done) = server(vec![Reply::Send(reply)]);
         let t0 = Instant::now();
         let (mut p, _back, stats) = lend(conn, t0);
-        assert_eq!(p.on_wake(t0), None);
+        assert_eq!(p.on_wake(t0, Some(t0)), None);
         written(&done);
-        match p.on_wake(t0 + ms(1)) {
+        match p.on_wake(t0 + ms(1), Some(t0 + ms(1))) {
             Some(Back::Failed { due, at, detail }) => {
                 assert_eq!((due, at), (t0, t0 + ms(1)));
                 assert!(!detail.is_empty());
@@ -148,12 +151,12 @@ fn no_answer_by_the_deadline_is_a_timeout_read_then() {
     let (conn, done) = server(vec![Reply::Silent]);
     let t0 = Instant::now();
     let (mut p, _back, _) = lend(conn, t0);
-    assert_eq!(p.on_wake(t0), None);
+    assert_eq!(p.on_wake(t0, Some(t0)), None);
     written(&done);
     // Nothing yet after lag: looked at again at the deadline.
-    assert_eq!(p.on_wake(t0 + ms(50)), None);
+    assert_eq!(p.on_wake(t0 + ms(50), Some(t0 + ms(50))), None);
     assert_eq!(p.wake_at(), t0 + ms(200));
-    match p.on_wake(t0 + ms(200)) {
+    match p.on_wake(t0 + ms(200), Some(t0 + ms(200))) {
         Some(Back::Failed { detail, .. }) => assert!(detail.contains("no answer within")),
         other => panic!("{other:?}"),
     }
@@ -164,12 +167,12 @@ fn a_connection_nginx_closed_goes_back_to_be_probed_afresh() {
     let (conn, done) = server(vec![Reply::Close]);
     let t0 = Instant::now();
     let (mut p, _back, stats) = lend(conn, t0);
-    assert_eq!(p.on_wake(t0), None);
+    assert_eq!(p.on_wake(t0, Some(t0)), None);
     written(&done);
     // The close reaches our socket with the server's FIN; bounded wait.
     let mut back = None;
     for _ in 0..500 {
-        back = p.on_wake(t0 + ms(1));
+        back = p.on_wake(t0 + ms(1), Some(t0 + ms(1)));
         if back.is_some() {
             break;
         }
@@ -186,4 +189,29 @@ fn the_check_letting_go_orphans_the_probe() {
     assert!(!p.orphaned());
     drop(back);
     assert!(p.orphaned());
+}
+
+#[test]
+fn without_a_wake_up_soon_the_answer_wakes_the_loop() {
+    let (conn, done) = server(vec![Reply::Send(ok()), Reply::Silent]);
+    let t0 = Instant::now();
+    let (mut p, _back, stats) = lend(conn, t0);
+    // The loop's next wake-up of its own is far: the socket is watched.
+    assert_eq!(p.on_wake(t0, Some(t0 + ms(900))), None);
+    assert!(p.wants_watch());
+    assert_eq!(p.wake_at(), t0 + ms(200), "the deadline, as a backstop");
+    written(&done);
+    assert_eq!(p.on_wake(t0 + ms(1), None), None);
+    assert!(!p.wants_watch(), "answered: nothing to watch");
+    assert_eq!(stats.runs()["nginx"].passes, 1);
+    // No answer at all: still a timeout at the deadline.
+    let t1 = t0 + ms(1000);
+    assert_eq!(p.on_wake(t1, None), None);
+    written(&done);
+    assert_eq!(p.on_wake(t1 + ms(100), None), None);
+    assert!(p.wants_watch());
+    assert!(matches!(
+        p.on_wake(t1 + ms(200), None),
+        Some(Back::Failed { .. })
+    ));
 }

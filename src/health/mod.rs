@@ -36,7 +36,7 @@ pub enum Event {
     Watch(ExitWatch),
     /// The check's routine probes, for the event loop to make while
     /// they pass (`lent_probe`).
-    Lend(lent_probe::LentProbe),
+    Lend(Box<lent_probe::LentProbe>),
 }
 
 /// A process's pidfd and the verdict its exit means.

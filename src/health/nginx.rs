@@ -318,7 +318,7 @@ fn lend(
         back_tx,
     );
     match probe {
-        Ok(p) => tx.send(Event::Lend(p)).ok().map(|()| back_rx),
+        Ok(p) => tx.send(Event::Lend(Box::new(p))).ok().map(|()| back_rx),
         Err(e) => {
             log::warn!("nginx check: the event loop cannot make its probes: {e}");
             None

@@ -192,7 +192,10 @@ impl Daemon {
                 }
                 self.exit_watch = Some(w);
             }
-            HealthEvent::Lend(p) => self.lent_probe = Some(p),
+            HealthEvent::Lend(p) => {
+                self.drop_probe();
+                self.lent_probe = Some(p);
+            }
         }
     }
 
@@ -217,13 +220,13 @@ impl Daemon {
         let v = w.verdict();
         drop(w);
         // The check takes its probes back by itself when it sees the exit.
-        self.lent_probe = None;
+        self.drop_probe();
         self.on_verdict(v).await;
     }
 
     /// Stops watching (a newer process, or the check stopped).
     pub(super) fn forget_exit_watch(&mut self) {
-        self.lent_probe = None;
+        self.drop_probe();
         if let Some(w) = self.exit_watch.take() {
             self.poller.remove(w.fd.as_fd());
         }

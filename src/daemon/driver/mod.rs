@@ -90,12 +90,17 @@ pub struct Daemon {
     /// (`EXIT_TOKEN`).
     exit_watch: Option<health::ExitWatch>,
     /// The nginx check's routine probes, while they pass.
-    lent_probe: Option<health::lent_probe::LentProbe>,
+    lent_probe: Option<Box<health::lent_probe::LentProbe>>,
+    /// Its socket is in the loop's epoll (`PROBE_TOKEN`): an answer that
+    /// no wake-up of the loop's own would read soon.
+    probe_watched: bool,
 }
 
 /// The loop's token for `exit_watch`: socket tokens (`token`) stay below
 /// 2^33, the poller's own is u64::MAX.
 pub const EXIT_TOKEN: u64 = u64::MAX - 1;
+/// The loop's token for the lent probe's socket (`on_probe`).
+pub const PROBE_TOKEN: u64 = u64::MAX - 2;
 
 /// The least time between two reads of the interfaces' addresses: a
 /// change right after a read waits this long at most; a storm of them
@@ -163,6 +168,7 @@ impl Daemon {
             addr_read_last: None,
             exit_watch: None,
             lent_probe: None,
+            probe_watched: false,
         }
     }
 
@@ -317,16 +323,49 @@ impl Daemon {
     /// On every wake-up: the lent probe sends or reads what is due, and
     /// goes back to its check when it no longer passes.
     pub fn on_probe(&mut self, now: Instant) {
-        let Some(p) = self.lent_probe.as_mut() else {
+        let Some(p) = self.lent_probe.as_ref() else {
             return;
         };
         if p.orphaned() {
-            self.lent_probe = None;
-        } else if let Some(why) = p.on_wake(now)
-            && let Some(p) = self.lent_probe.take()
-        {
-            p.give_back(why);
+            self.drop_probe();
+            return;
         }
+        // Whether the loop wakes soon anyway decides how the answer is
+        // read: asked only when a request goes out.
+        let next = if p.sends_at(now) {
+            earliest(self.next_wake(), self.addr_read_due())
+        } else {
+            None
+        };
+        let Some(p) = self.lent_probe.as_mut() else {
+            return;
+        };
+        let why = p.on_wake(now, next);
+        let want = p.wants_watch();
+        if let Some(why) = why {
+            if let Some(p) = self.drop_probe() {
+                p.give_back(why);
+            }
+        } else if want != self.probe_watched {
+            let r = if want {
+                self.poller.add(p.as_fd(), PROBE_TOKEN)
+            } else {
+                self.poller.remove(p.as_fd());
+                Ok(())
+            };
+            // Unwatched, the answer is read at the deadline.
+            self.probe_watched = want && r.is_ok();
+        }
+    }
+
+    /// Takes the lent probe out of the loop (and its socket out of the
+    /// epoll).
+    pub(super) fn drop_probe(&mut self) -> Option<Box<health::lent_probe::LentProbe>> {
+        let p = self.lent_probe.take()?;
+        if std::mem::take(&mut self.probe_watched) {
+            self.poller.remove(p.as_fd());
+        }
+        Some(p)
     }
 
     /// What `feed_at` does after the node handled the event.
@@ -441,6 +480,13 @@ impl Drop for Rx {
 /// A socket's token in the loop's epoll.
 fn token((ifindex, v4): PacketKey) -> u64 {
     (u64::from(ifindex) << 1) | u64::from(v4)
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// The socket a token names.
