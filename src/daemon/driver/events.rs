@@ -216,12 +216,16 @@ impl Daemon {
         let Some(w) = self.exit_watch.take() else {
             return;
         };
+        // The resignation first: taking the pidfd out of the epoll,
+        // closing it and the lent probe's connection (which also wakes
+        // the check's thread) are system calls a takeover need not wait
+        // for. The pidfd stays readable meanwhile, but no wait comes
+        // before it is gone.
+        self.on_verdict(w.verdict()).await;
         self.poller.remove(w.fd.as_fd());
-        let v = w.verdict();
         drop(w);
         // The check takes its probes back by itself when it sees the exit.
         self.drop_probe();
-        self.on_verdict(v).await;
     }
 
     /// Stops watching (a newer process, or the check stopped).
