@@ -52,24 +52,32 @@ fn stub(lab: &Lab) -> StubStatus {
     })
 }
 
+/// Waits until node0's daemon has made `n` more probes; returns how many
+/// it made and over how many new connections.
+fn daemon_probes(lab: &Lab, n: u64) -> (u64, u64) {
+    let before = stub(lab);
+    // Each of our readings is a connection and a request of its own.
+    let mut ours = 0;
+    // At 100 ms per probe, 20 probes take about 2 s.
+    let after = wait_for(Duration::from_secs(6), || {
+        let s = stub(lab);
+        ours += 1;
+        (s.requests >= before.requests + ours + n).then_some(s)
+    })
+    .expect("the daemon stopped probing");
+    (
+        after.requests - before.requests - ours,
+        after.accepts - before.accepts - ours,
+    )
+}
+
 #[test]
 fn stub_status_probes_share_one_connection() {
     if !require_root_and_tools() {
         return;
     }
     let lab = pair("");
-    let before = stub(&lab);
-    // Each of our readings is a connection and a request of its own.
-    let mut ours = 0;
-    // At 100 ms per probe, 20 probes take about 2 s.
-    let after = wait_for(Duration::from_secs(6), || {
-        let s = stub(&lab);
-        ours += 1;
-        (s.requests >= before.requests + ours + 20).then_some(s)
-    })
-    .expect("the daemon stopped probing");
-    let probes = after.requests - before.requests - ours;
-    let connections = after.accepts - before.accepts - ours;
+    let (probes, connections) = daemon_probes(&lab, 20);
     println!("{probes} probes over {connections} new connections");
     assert!(
         connections <= 2,
@@ -170,18 +178,9 @@ fn routine_probes_ride_on_the_event_loop() {
     }
     let lab = pair("");
     let pid = lab.daemon_pid(0).expect("daemon");
-    let before = stub(&lab);
     let switches = io_thread_switches(pid);
-    let mut ours = 0;
-    // 20 probes at 100 ms.
-    let after = wait_for(Duration::from_secs(6), || {
-        let s = stub(&lab);
-        ours += 1;
-        (s.requests >= before.requests + ours + 20).then_some(s)
-    })
-    .expect("the daemon stopped probing");
+    let (probes, _) = daemon_probes(&lab, 20);
     let switched = io_thread_switches(pid) - switches;
-    let probes = after.requests - before.requests - ours;
     println!("{probes} probes, the runtime's thread woke {switched} times");
     // Made by the check's own thread, each probe woke it twice.
     assert!(

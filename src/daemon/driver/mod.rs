@@ -18,7 +18,7 @@ use super::poller::Poller;
 use super::rx::{self, Drops, Inbound, Sink};
 use super::setup::{self, Loaded, Plan};
 use super::state_file::StateFiles;
-use super::{DaemonError, Options, io_err, metrics, systemd};
+use super::{DaemonError, Options, earliest, io_err, metrics, systemd};
 use crate::config::Declaration;
 use crate::health::{self, Event as HealthEvent};
 use crate::net::announce::Announcer;
@@ -480,13 +480,6 @@ impl Drop for Rx {
 /// A socket's token in the loop's epoll.
 fn token((ifindex, v4): PacketKey) -> u64 {
     (u64::from(ifindex) << 1) | u64::from(v4)
-}
-
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
 }
 
 /// The socket a token names.
