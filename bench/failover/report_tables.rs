@@ -46,6 +46,33 @@ fn cpu_verdict(a: Option<(f64, f64, f64)>, b: Option<(f64, f64, f64)>) -> String
     }
 }
 
+/// nginx-ha's CPU over keepalived's, turn by turn: each turn's two
+/// windows come one after the other (`interleave`), so a drift of the
+/// machine's load moves both; median (min–max) of the ratios, and in how
+/// many turns nginx-ha's was the lower.
+fn paired(nh: Option<&SetupResult>, ka: Option<&SetupResult>, role: usize) -> String {
+    let (Some(a), Some(b)) = (
+        nh.and_then(|r| r.footprint.as_ref()),
+        ka.and_then(|r| r.footprint.as_ref()),
+    ) else {
+        return "–".into();
+    };
+    let ratios: Vec<f64> = a
+        .windows
+        .iter()
+        .zip(&b.windows)
+        .map(|(x, y)| x.cpu_us_per_s(role) / y.cpu_us_per_s(role).max(1e-9))
+        .collect();
+    let lower = ratios.iter().filter(|r| **r < 1.0).count();
+    match crate::footprint::spread(&ratios) {
+        Some((md, mn, mx)) => format!(
+            "{md:.2} ({mn:.2}–{mx:.2}), lower in {lower} of {}",
+            ratios.len()
+        ),
+        None => "–".into(),
+    }
+}
+
 fn garp_cell(r: Option<&SetupResult>) -> String {
     match r
         .and_then(|r| r.samples.get(&GARP))
@@ -98,11 +125,11 @@ pub fn write_issue15(m: &mut String, rep: &Report) {
     );
     let _ = writeln!(
         m,
-        "CPU = run time of every thread of every process of the daemon, in ns (/proc/PID/task/TID/schedstat; through the process's CPU clock, so that threads that exit inside a window count too), plus children it reaped (keepalived's check scripts: cutime+cstime, ticks). nginx-ha's and keepalived's windows take turns, each in a freshly started pair. 10 000 µs/s = 1 % of one core. µs/advert = µs/s × the advert interval: per advert sent (master) or received (backup). Wake-ups/s = voluntary context switches per second over all threads: a count, not swayed by other load the way CPU time is.\n"
+        "CPU = run time of every thread of every process of the daemon, in ns (/proc/PID/task/TID/schedstat; through the process's CPU clock, so that threads that exit inside a window count too), plus children it reaped (keepalived's check scripts: cutime+cstime, ticks). nginx-ha's and keepalived's windows take turns, each in a freshly started pair. Turn by turn = nginx-ha's window over the keepalived window right after it: the machine's load drifts between turns more than within one. 10 000 µs/s = 1 % of one core. µs/advert = µs/s × the advert interval: per advert sent (master) or received (backup). Wake-ups/s = voluntary context switches per second over all threads: a count, not swayed by other load the way CPU time is.\n"
     );
     let _ = writeln!(
         m,
-        "| profile (adverts) | role | nginx-ha µs/s | keepalived µs/s | nginx-ha % core | keepalived % core | verdict (≤ keepalived) | nginx-ha µs/advert | keepalived µs/advert | wake-ups/s nginx-ha | wake-ups/s keepalived |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| profile (adverts) | role | nginx-ha µs/s | keepalived µs/s | nginx-ha % core | keepalived % core | verdict (≤ keepalived) | nginx-ha ÷ keepalived, turn by turn | nginx-ha µs/advert | keepalived µs/advert | wake-ups/s nginx-ha | wake-ups/s keepalived |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for (p, rs) in &rep.results {
         let (nh, ka) = pair(rs);
@@ -116,7 +143,7 @@ pub fn write_issue15(m: &mut String, rep: &Report) {
             };
             let _ = writeln!(
                 m,
-                "| {} ({} ms) | {role} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} ({} ms) | {role} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 p.name(),
                 p.advert().as_millis(),
                 cell(a, 1),
@@ -124,6 +151,7 @@ pub fn write_issue15(m: &mut String, rep: &Report) {
                 pc(a),
                 pc(b),
                 cpu_verdict(a, b),
+                paired(nh, ka, k),
                 per_advert(a, *p),
                 per_advert(b, *p),
                 wakeups(nh, k),
@@ -194,7 +222,8 @@ pub fn write_issue15(m: &mut String, rep: &Report) {
                 let (a, b) = (cpu(nh, k), cpu(ka, k));
                 let _ = writeln!(
                     m,
-                    "| idle CPU at 10 ms adverts, {role} ≤ keepalived's (µs/s, median of the windows) | {} | {} | {} |",
+                    "| idle CPU at 10 ms adverts, {role} ≤ keepalived's (µs/s, median of the windows; turn by turn: {}) | {} | {} | {} |",
+                    paired(nh, ka, k),
                     cell(a, 1),
                     cell(b, 1),
                     cpu_verdict(a, b)
